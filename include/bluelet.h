@@ -1,0 +1,359 @@
+/*
+ * bluelet.h - green threads and evented sockets for C.
+ *
+ * libbluelet runs many cooperative green threads inside one OS thread. A green
+ * thread looks like ordinary sequential code: it calls bl_recv(), bl_sleep()
+ * or bl_join() and is suspended until that call can complete, while the
+ * scheduler runs the other green threads and waits for I/O with libev.
+ *
+ * ABI: versions with the same major number are ABI compatible. Every type
+ * here is opaque or a size-prefixed options struct; no struct layout is part
+ * of the ABI.
+ *
+ * Conventions:
+ *   - Functions return -1 (or NULL) and set errno on failure, like the POSIX
+ *     calls they mirror. The errno values are listed with each function.
+ *   - "Blocking" functions suspend the calling green thread. Called outside
+ *     any green thread they fail with EPERM. Once the calling green thread has
+ *     been cancelled (bl_cancel), every blocking call fails with ECANCELED
+ *     (the one exception: bl_join() of a thread that has already ended).
+ *     Every blocking call can be bounded in time (ETIMEDOUT).
+ *   - Time is a double, in seconds.
+ *   - Unless a function says otherwise it must be called from the OS thread
+ *     that runs (or will run) the scheduler the object belongs to.
+ *
+ * Copyright (c) 2026 the libbluelet authors. MIT licence, see LICENSE.
+ */
+#ifndef BLUELET_H
+#define BLUELET_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versioning and visibility                                                */
+/* ------------------------------------------------------------------------ */
+
+#define BL_VERSION_MAJOR 1
+#define BL_VERSION_MINOR 0
+#define BL_VERSION_PATCH 0
+#define BL_VERSION_STRING "1.0.0"
+/* One number for compile-time comparisons: 0xMMmmpp. */
+#define BL_VERSION_HEX \
+    ((BL_VERSION_MAJOR << 16) | (BL_VERSION_MINOR << 8) | BL_VERSION_PATCH)
+
+#if defined(BL_STATIC)
+#define BL_API
+#elif defined(__GNUC__)
+#define BL_API __attribute__((visibility("default")))
+#else
+#define BL_API
+#endif
+
+/* The version of the library loaded at run time, e.g. "1.0.0". Never NULL. */
+BL_API const char *bl_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Schedulers                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bl_sched bl_sched;     /* opaque scheduler */
+typedef struct bl_thread bl_thread;   /* opaque green thread */
+typedef void *(*bl_func)(void *arg);  /* a green thread's body */
+struct ev_loop;                       /* libev's loop, see bl_sched_loop() */
+
+/* Default stack size of a green thread: 256 KiB of address space, committed
+ * page by page as it is touched. Below each stack lies a guard region; running
+ * into it ends the process with a message naming the green thread. */
+#define BL_DEFAULT_STACK_SIZE (256u * 1024u)
+/* The smallest stack size accepted. */
+#define BL_MIN_STACK_SIZE (16u * 1024u)
+
+/* Create a scheduler with its own libev loop.
+ * Returns NULL and sets errno: ENOMEM; or whatever libev's loop creation
+ * reports (EMFILE when no descriptor is left for epoll). */
+BL_API bl_sched *bl_sched_new(void);
+
+/* Run green threads until none remains.
+ * Returns 0 when every green thread has ended. Returns -1 and sets errno:
+ *   EINVAL  s is NULL.
+ *   EBUSY   s is already running, or another scheduler runs in this OS thread.
+ *   EDEADLK green threads remain but nothing can ever wake them (for instance
+ *           two threads joining each other). The stuck threads are listed on
+ *           stderr; they stay suspended and bl_sched_free() cancels them.
+ * bl_sched_run() may be called again after it returned (new threads may have
+ * been spawned meanwhile). */
+BL_API int bl_sched_run(bl_sched *s);
+
+/* Free a scheduler. Green threads still alive are cancelled and run until
+ * they return (their blocking calls fail with ECANCELED), then everything is
+ * released. NULL is a no-op. Must not be called while s runs (it prints an
+ * error and does nothing then). */
+BL_API void bl_sched_free(bl_sched *s);
+
+/* The scheduler running in this OS thread, or NULL. */
+BL_API bl_sched *bl_sched_current(void);
+
+/* Set the default stack size of threads spawned on s from now on. The size is
+ * rounded up to whole pages. Returns 0, or -1 with EINVAL (s NULL or size
+ * below BL_MIN_STACK_SIZE). */
+BL_API int bl_sched_set_stack_size(bl_sched *s, size_t size);
+
+/* The default stack size of s (0 and EINVAL for NULL). */
+BL_API size_t bl_sched_stack_size(const bl_sched *s);
+
+/* The number of green threads of s that have not yet ended. */
+BL_API size_t bl_sched_nthreads(const bl_sched *s);
+
+/* The libev loop of s, for adding watchers of your own to it. The loop must
+ * only be used from the OS thread running s. An active watcher of yours keeps
+ * bl_sched_run() from reporting EDEADLK (its callback might wake a thread). */
+BL_API struct ev_loop *bl_sched_loop(bl_sched *s);
+
+/* ------------------------------------------------------------------------ */
+/* Green threads                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Options for bl_spawn_ex(). Zero-initialise it and set .size to
+ * sizeof(bl_spawn_opts); fields added in later versions default to zero. */
+typedef struct bl_spawn_opts {
+    size_t size;        /* sizeof(bl_spawn_opts) */
+    size_t stack_size;  /* 0: the scheduler's default */
+    const char *name;   /* copied (up to 31 bytes); NULL: none */
+    int detached;       /* nonzero: as if bl_detach() were called at once */
+} bl_spawn_opts;
+
+/* Create a green thread running fn(arg) on scheduler s. s may be NULL inside
+ * a green thread: the caller's own scheduler. The new thread does not run at
+ * once: it is appended to the ready queue and the caller goes on.
+ * Returns the thread handle, or NULL and sets errno:
+ *   EINVAL  fn is NULL, or s is NULL outside any green thread.
+ *   ENOMEM  no memory or address space for its stack. */
+BL_API bl_thread *bl_spawn(bl_sched *s, bl_func fn, void *arg);
+
+/* bl_spawn() with options (opts may be NULL). Extra errno:
+ *   EINVAL  opts->size is 0 or unknown bytes past the known fields are not
+ *           zero, or stack_size is nonzero and below BL_MIN_STACK_SIZE. */
+BL_API bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
+                              const bl_spawn_opts *opts);
+
+/* Give the other ready threads a turn: the caller goes to the back of the
+ * ready queue. Blocking. Returns 0, or -1 with EPERM or ECANCELED. */
+BL_API int bl_yield(void);
+
+/* Suspend the caller for at least `seconds`. Threads whose deadlines pass
+ * wake in deadline order. bl_sleep(0) lets due timers and ready I/O run
+ * before the caller continues. Blocking.
+ * Returns 0, or -1 and sets errno: EPERM, ECANCELED, EINVAL (seconds < 0 or
+ * NaN). */
+BL_API int bl_sleep(double seconds);
+
+/* Wait for t to end and reap it; *result (if result is not NULL) receives
+ * its function's return value or bl_exit()'s argument. Returns at once if t
+ * has already ended (also when the caller is cancelled). After a successful
+ * join the handle is invalid. Blocking.
+ * Returns 0, or -1 and sets errno:
+ *   EINVAL  t is NULL, not a thread, already joined or being joined, or
+ *           detached; or t belongs to another scheduler.
+ *   EDEADLK t is the calling thread.
+ *   EPERM   called outside any green thread.
+ *   ECANCELED the caller was cancelled while (or before) waiting; t is left
+ *           as it was and may be joined later. */
+BL_API int bl_join(bl_thread *t, void **result);
+
+/* bl_join() waiting at most `timeout` seconds (timeout < 0: no limit).
+ * Extra errno: ETIMEDOUT (t is left as it was and may be joined later). */
+BL_API int bl_join_timeout(bl_thread *t, void **result, double timeout);
+
+/* Let t be reaped as soon as it ends; it can no longer be joined.
+ * Returns 0, or -1 with EINVAL (t NULL, invalid, already detached, joined or
+ * being joined). */
+BL_API int bl_detach(bl_thread *t);
+
+/* Cancel t: its current blocking call and every later one that would have to
+ * wait fail with ECANCELED, so that it can release what it holds and return.
+ * Cancelling an ended thread succeeds and does nothing. Not blocking; may be
+ * called from outside green threads (on the scheduler's OS thread).
+ * Returns 0, or -1 with EINVAL (t NULL or invalid). */
+BL_API int bl_cancel(bl_thread *t);
+
+/* End the calling green thread with `result` (what bl_join() reports). Does
+ * not return, except when called outside any green thread: then it sets
+ * errno to EPERM and returns. */
+BL_API void bl_exit(void *result);
+
+/* The calling green thread, or NULL outside green threads. */
+BL_API bl_thread *bl_self(void);
+
+/* Nonzero when the calling green thread has been cancelled. */
+BL_API int bl_cancelled(void);
+
+/* Name a thread (copied, truncated to 31 bytes; NULL clears it). The name
+ * shows in deadlock reports and stack-overflow messages.
+ * Returns 0, or -1 with EINVAL. */
+BL_API int bl_thread_set_name(bl_thread *t, const char *name);
+
+/* The thread's name ("" when it has none), or NULL with EINVAL. The string
+ * lives as long as the thread handle. */
+BL_API const char *bl_thread_name(const bl_thread *t);
+
+/* A number identifying t, unique within its scheduler (0 with EINVAL). */
+BL_API unsigned long long bl_thread_id(const bl_thread *t);
+
+/* ------------------------------------------------------------------------ */
+/* Waiting for file descriptors                                             */
+/* ------------------------------------------------------------------------ */
+
+enum { BL_READ = 1, BL_WRITE = 2 };
+
+/* Wait until fd is readable (BL_READ) and/or writable (BL_WRITE), at most
+ * `timeout` seconds (timeout < 0: no limit). Blocking.
+ * Returns the ready events (a nonzero mask of BL_READ | BL_WRITE), or -1 and
+ * sets errno: ETIMEDOUT, ECANCELED, EPERM, EINVAL (fd < 0 or events not a
+ * nonempty subset of BL_READ | BL_WRITE). */
+BL_API int bl_wait_fd(int fd, int events, double timeout);
+
+/* ------------------------------------------------------------------------ */
+/* Sockets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bl_listener bl_listener;  /* a listening socket */
+typedef struct bl_conn bl_conn;          /* a buffered stream connection */
+typedef void (*bl_handler)(bl_conn *conn, void *arg);
+
+/* Listen on TCP `host`:`port`. host NULL or "" listens on every address,
+ * IPv6 and IPv4 where the system has IPv6, else IPv4; "::" is IPv6 (and
+ * IPv4-mapped); a name is resolved (this may block: prefer addresses).
+ * port 0 picks an ephemeral port (see bl_listener_port()). backlog <= 0
+ * means SOMAXCONN. Not blocking; may be called outside green threads.
+ * Returns NULL and sets errno: EINVAL (port out of 0..65535), EADDRINUSE,
+ * EACCES, EADDRNOTAVAIL (also for a name that does not resolve), EMFILE,
+ * ENOMEM, or another socket(2)/bind(2)/listen(2) error. */
+BL_API bl_listener *bl_listen(const char *host, int port, int backlog);
+
+/* Listen on the Unix-domain stream socket at `path` (an existing socket file
+ * there is not removed; remove it first). Errors as bl_listen(), plus
+ * ENAMETOOLONG. */
+BL_API bl_listener *bl_listen_unix(const char *path, int backlog);
+
+/* The local port of a TCP listener (-1 with EINVAL for NULL or Unix). */
+BL_API int bl_listener_port(const bl_listener *l);
+
+/* The listening descriptor (-1 with EINVAL for NULL). */
+BL_API int bl_listener_fd(const bl_listener *l);
+
+/* Accept a connection. Blocking. When the process is out of descriptors
+ * (EMFILE, ENFILE) or memory, waits and retries with a growing pause instead
+ * of spinning. Returns the connection, or NULL and sets errno: EPERM,
+ * ECANCELED, EINVAL (l NULL), EBADF (l was closed, also while waiting),
+ * EBUSY (another thread is accepting on l), ETIMEDOUT
+ * (bl_listener_set_timeout), EXDEV (l is used by another scheduler).
+ * Connections aborted before they were accepted are skipped. */
+BL_API bl_conn *bl_accept(bl_listener *l);
+
+/* Bound every later bl_accept() on l by `seconds` (0: no bound).
+ * Returns 0, or -1 with EINVAL. */
+BL_API int bl_listener_set_timeout(bl_listener *l, double seconds);
+
+/* Close and free a listener. A green thread blocked in bl_accept() on it
+ * wakes with EBADF. Returns 0, or -1 with EINVAL (NULL). */
+BL_API int bl_listener_close(bl_listener *l);
+
+/* Connect to TCP `host`:`port`, trying each address the name resolves to.
+ * Names are resolved on a helper OS thread, so the scheduler keeps running.
+ * Blocking. Returns the connection, or NULL and sets errno: ECONNREFUSED,
+ * ETIMEDOUT, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL (name not resolved; see
+ * bl_resolve_error()), ECANCELED, EPERM, EINVAL. */
+BL_API bl_conn *bl_connect(const char *host, int port);
+
+/* bl_connect() bounded by `timeout` seconds in all (timeout <= 0: none).
+ * Extra errno: ETIMEDOUT. */
+BL_API bl_conn *bl_connect_timeout(const char *host, int port, double timeout);
+
+/* Connect to the Unix-domain stream socket at `path`. Blocking.
+ * Errors as bl_connect() plus ENOENT, ENAMETOOLONG. */
+BL_API bl_conn *bl_connect_unix(const char *path);
+
+/* The resolver's message for the last failed name resolution in this OS
+ * thread (gai_strerror text), or "" when there was none. */
+BL_API const char *bl_resolve_error(void);
+
+/* Wrap a connected stream socket (any family, e.g. from socketpair(2)); it is
+ * made non-blocking and close-on-exec, and bl_close() closes it. Not
+ * blocking; may be called outside green threads. A connection (like a
+ * listener) is tied to the scheduler of the first green thread that waits on
+ * it. Returns NULL and sets errno: EINVAL (fd < 0), EBADF, ENOMEM. */
+BL_API bl_conn *bl_conn_new(int fd);
+
+/* Receive up to len bytes (bytes buffered by bl_readline() first).
+ * Blocking. Returns the count, 0 at end of stream (or len == 0), or -1 and
+ * sets errno: ECONNRESET, ETIMEDOUT (bl_conn_set_timeout), ECANCELED, EPERM,
+ * EBADF (closed meanwhile), EBUSY (another thread is receiving on c), EINVAL. */
+BL_API ssize_t bl_recv(bl_conn *c, void *buf, size_t len);
+
+/* Send some of buf, waiting until at least one byte can be sent. Blocking.
+ * Never raises SIGPIPE. Returns the count sent, or -1 and sets errno: EPIPE,
+ * ECONNRESET, ETIMEDOUT, ECANCELED, EPERM, EBADF, EBUSY (another thread is
+ * sending on c), EINVAL. */
+BL_API ssize_t bl_send(bl_conn *c, const void *buf, size_t len);
+
+/* Send all len bytes. Blocking: a slow peer suspends only the caller.
+ * Returns 0, or -1 with the errors of bl_send(); on failure some bytes may
+ * have been sent. */
+BL_API int bl_sendall(bl_conn *c, const void *buf, size_t len);
+
+/* bl_readuntil(c, buf, cap, "\n", 1). */
+BL_API ssize_t bl_readline(bl_conn *c, char *buf, size_t cap);
+
+/* Read up to and including the delimiter `delim` (dlen bytes, dlen >= 1),
+ * store it NUL-terminated in buf and return its length without the NUL. At
+ * end of stream the bytes left without a delimiter are returned; after that,
+ * 0. Blocking. Returns -1 and sets errno:
+ *   EMSGSIZE the line does not fit in cap - 1 bytes; nothing is consumed, so
+ *            the bytes can still be read with bl_recv() or a larger buffer.
+ *   EINVAL   c, buf or delim NULL, cap < 2 or dlen 0.
+ *   and the errors of bl_recv(). */
+BL_API ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap,
+                            const void *delim, size_t dlen);
+
+/* Shut down reading, writing or both (SHUT_RD, SHUT_WR, SHUT_RDWR), as
+ * shutdown(2). Returns 0, or -1 with errno from shutdown(2) or EINVAL. */
+BL_API int bl_shutdown(bl_conn *c, int how);
+
+/* Bound every later blocking call on c by `seconds` (each call gets its own
+ * deadline); 0 removes the bound. Returns 0, or -1 with EINVAL (c NULL,
+ * seconds negative or NaN). */
+BL_API int bl_conn_set_timeout(bl_conn *c, double seconds);
+
+/* The connection's descriptor (-1 with EINVAL for NULL). */
+BL_API int bl_conn_fd(const bl_conn *c);
+
+/* Close the connection and free it. Green threads blocked on c wake with
+ * EBADF; the memory is released once they have left. Returns 0, or -1 with
+ * EINVAL (NULL); a close(2) error is reported too, but c is freed anyway. */
+BL_API int bl_close(bl_conn *c);
+
+/* Listen on host:port (as bl_listen()), then spawn on s (NULL: the caller's
+ * scheduler) an acceptor green thread that runs h(conn, arg) in a new
+ * detached green thread per connection and closes conn when h returns.
+ * Cancelling the acceptor (bl_cancel) closes the listener; running handlers
+ * go on. Returns the acceptor's handle (joinable; it ends only when
+ * cancelled), or NULL with the errors of bl_listen() and bl_spawn(). */
+BL_API bl_thread *bl_serve(bl_sched *s, const char *host, int port,
+                           bl_handler h, void *arg);
+
+/* bl_serve() on a listener of your own (for instance bl_listen() on port 0,
+ * to learn the port first, or bl_listen_unix()). The acceptor owns l from
+ * now on and closes it when it ends, also when this call fails. */
+BL_API bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
+                                    void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BLUELET_H */

@@ -1,0 +1,120 @@
+/*
+ * AArch64 (AAPCS64) context switch for libbluelet.
+ *
+ * void bl__switch(void **save_sp, void *load_sp)
+ *
+ * Saves the callee-saved state of the caller on its own stack, stores sp in
+ * *save_sp, loads load_sp and restores the context found there, returning
+ * through its x30. Frame (176 bytes, 16-byte aligned), from sp up:
+ *
+ *    0 x19  8 x20  16 x21  24 x22  32 x23  40 x24  48 x25  56 x26
+ *   64 x27 72 x28  80 x29  88 x30  96 d8 104 d9 112 d10 120 d11
+ *  128 d12 136 d13 144 d14 152 d15  160 FPCR  168 (padding)
+ *
+ * A new thread's frame is prepared by C (bl__ctx_init in sched.c): x19 =
+ * entry function, x20 = its argument, x30 = bl__ctx_entry.
+ *
+ * Return addresses are not signed (no PAC), so the property note claims BTI
+ * only; `bti c` marks each function entered by an indirect call.
+ */
+#if defined(__aarch64__)
+
+        .text
+        .globl  bl__switch
+        .hidden bl__switch
+        .type   bl__switch, %function
+        .p2align 4
+bl__switch:
+        .cfi_startproc
+        hint    #34                     /* bti c */
+        sub     sp, sp, #176
+        .cfi_adjust_cfa_offset 176
+        stp     x19, x20, [sp, #0]
+        stp     x21, x22, [sp, #16]
+        stp     x23, x24, [sp, #32]
+        stp     x25, x26, [sp, #48]
+        stp     x27, x28, [sp, #64]
+        stp     x29, x30, [sp, #80]
+        .cfi_rel_offset x29, 80
+        .cfi_rel_offset x30, 88
+        stp     d8, d9, [sp, #96]
+        stp     d10, d11, [sp, #112]
+        stp     d12, d13, [sp, #128]
+        stp     d14, d15, [sp, #144]
+        mrs     x9, fpcr
+        str     x9, [sp, #160]
+
+        mov     x9, sp
+        str     x9, [x0]                /* save the old context */
+        mov     sp, x1                  /* switch to the new one */
+
+        ldr     x9, [sp, #160]
+        mrs     x10, fpcr
+        cmp     x9, x10
+        b.eq    1f
+        msr     fpcr, x9                /* writing FPCR is slow: only on change */
+1:
+        ldp     x19, x20, [sp, #0]
+        ldp     x21, x22, [sp, #16]
+        ldp     x23, x24, [sp, #32]
+        ldp     x25, x26, [sp, #48]
+        ldp     x27, x28, [sp, #64]
+        ldp     x29, x30, [sp, #80]
+        ldp     d8, d9, [sp, #96]
+        ldp     d10, d11, [sp, #112]
+        ldp     d12, d13, [sp, #128]
+        ldp     d14, d15, [sp, #144]
+        add     sp, sp, #176
+        .cfi_adjust_cfa_offset -176
+        ret
+        .cfi_endproc
+        .size   bl__switch, .-bl__switch
+
+/*
+ * First code run on a new green thread's stack, entered by bl__switch's
+ * `ret`. Calls x19(x20); the callee never returns. x30 is marked undefined
+ * so that debuggers and unwinders stop here.
+ */
+        .globl  bl__ctx_entry
+        .hidden bl__ctx_entry
+        .type   bl__ctx_entry, %function
+        .p2align 4
+bl__ctx_entry:
+        .cfi_startproc
+        .cfi_undefined x30
+        hint    #34                     /* bti c */
+        mov     x29, #0
+        mov     x0, x20
+        blr     x19
+        brk     #0
+        .cfi_endproc
+        .size   bl__ctx_entry, .-bl__ctx_entry
+
+/* uint64_t bl__fpctl_get(void): the caller's FPCR. */
+        .globl  bl__fpctl_get
+        .hidden bl__fpctl_get
+        .type   bl__fpctl_get, %function
+        .p2align 4
+bl__fpctl_get:
+        .cfi_startproc
+        hint    #34                     /* bti c */
+        mrs     x0, fpcr
+        ret
+        .cfi_endproc
+        .size   bl__fpctl_get, .-bl__fpctl_get
+
+/* GNU property note: this object supports BTI, and nothing else. */
+        .section .note.gnu.property, "a"
+        .p2align 3
+        .long   4                       /* name size: "GNU\0" */
+        .long   16                      /* descriptor size */
+        .long   5                       /* NT_GNU_PROPERTY_TYPE_0 */
+        .asciz  "GNU"
+        .long   0xc0000000              /* GNU_PROPERTY_AARCH64_FEATURE_1_AND */
+        .long   4                       /* data size */
+        .long   1                       /* GNU_PROPERTY_AARCH64_FEATURE_1_BTI */
+        .long   0                       /* padding to 8 bytes */
+
+#endif /* __aarch64__ */
+
+        .section .note.GNU-stack, "", %progbits

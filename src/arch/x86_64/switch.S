@@ -1,0 +1,131 @@
+/*
+ * x86-64 SysV context switch for libbluelet.
+ *
+ * void bl__switch(void **save_sp, void *load_sp)
+ *
+ * Pushes the callee-saved state of the caller on its own stack, stores the
+ * stack pointer in *save_sp, loads load_sp and pops the state of the context
+ * found there, returning into it. Saved frame, from the new stack pointer up:
+ *
+ *    0  MXCSR (32 bits)       4  x87 control word (16 bits)   [8 bytes]
+ *    8  r15   16 r14   24 r13   32 r12   40 rbx   48 rbp
+ *   56  return address (pushed by the caller's `call`)
+ *
+ * A new thread's stack is prepared by C (bl__ctx_init in sched.c) with the same
+ * layout: r12 = entry function, r13 = its argument, return address =
+ * bl__ctx_entry.
+ *
+ * Shadow stacks (CET SHSTK) are not supported, so the property note claims
+ * IBT only.
+ */
+#if defined(__x86_64__)
+
+        .text
+        .globl  bl__switch
+        .hidden bl__switch
+        .type   bl__switch, @function
+        .p2align 4
+bl__switch:
+        .cfi_startproc
+        endbr64
+        pushq   %rbp
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset rbp, 0
+        pushq   %rbx
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset rbx, 0
+        pushq   %r12
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset r12, 0
+        pushq   %r13
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset r13, 0
+        pushq   %r14
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset r14, 0
+        pushq   %r15
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset r15, 0
+        subq    $8, %rsp
+        .cfi_adjust_cfa_offset 8
+        stmxcsr (%rsp)
+        fnstcw  4(%rsp)
+
+        movq    %rsp, (%rdi)            /* save the old context */
+        movq    %rsi, %rsp              /* switch to the new one */
+
+        ldmxcsr (%rsp)
+        fldcw   4(%rsp)
+        addq    $8, %rsp
+        .cfi_adjust_cfa_offset -8
+        popq    %r15
+        .cfi_adjust_cfa_offset -8
+        popq    %r14
+        .cfi_adjust_cfa_offset -8
+        popq    %r13
+        .cfi_adjust_cfa_offset -8
+        popq    %r12
+        .cfi_adjust_cfa_offset -8
+        popq    %rbx
+        .cfi_adjust_cfa_offset -8
+        popq    %rbp
+        .cfi_adjust_cfa_offset -8
+        ret
+        .cfi_endproc
+        .size   bl__switch, .-bl__switch
+
+/*
+ * First code run on a new green thread's stack, entered by bl__switch's
+ * `ret`. Calls r12(r13); the callee never returns. The return address is
+ * marked undefined so that debuggers and unwinders stop here.
+ */
+        .globl  bl__ctx_entry
+        .hidden bl__ctx_entry
+        .type   bl__ctx_entry, @function
+        .p2align 4
+bl__ctx_entry:
+        .cfi_startproc
+        .cfi_undefined rip
+        endbr64
+        movq    %r13, %rdi
+        xorl    %ebp, %ebp
+        callq   *%r12
+        ud2
+        .cfi_endproc
+        .size   bl__ctx_entry, .-bl__ctx_entry
+
+/*
+ * uint64_t bl__fpctl_get(void): the caller's MXCSR (low 32 bits) and x87
+ * control word (bits 32-47), in the layout of bl__switch's frame.
+ */
+        .globl  bl__fpctl_get
+        .hidden bl__fpctl_get
+        .type   bl__fpctl_get, @function
+        .p2align 4
+bl__fpctl_get:
+        .cfi_startproc
+        endbr64
+        movq    $0, -8(%rsp)
+        stmxcsr -8(%rsp)
+        fnstcw  -4(%rsp)
+        movq    -8(%rsp), %rax
+        ret
+        .cfi_endproc
+        .size   bl__fpctl_get, .-bl__fpctl_get
+
+/* GNU property note: this object supports IBT (endbr64 at every indirect
+ * branch target), and nothing else. */
+        .section .note.gnu.property, "a"
+        .p2align 3
+        .long   4                       /* name size: "GNU\0" */
+        .long   16                      /* descriptor size */
+        .long   5                       /* NT_GNU_PROPERTY_TYPE_0 */
+        .asciz  "GNU"
+        .long   0xc0000002              /* GNU_PROPERTY_X86_FEATURE_1_AND */
+        .long   4                       /* data size */
+        .long   1                       /* GNU_PROPERTY_X86_FEATURE_1_IBT */
+        .long   0                       /* padding to 8 bytes */
+
+#endif /* __x86_64__ */
+
+        .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,201 @@
+/*
+ * internal.h - what the parts of libbluelet share. Not installed.
+ */
+#ifndef BL_INTERNAL_H
+#define BL_INTERNAL_H
+
+#include "bluelet.h"
+
+#include <ev.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "libbluelet supports x86-64 and AArch64 only"
+#endif
+
+#define BL_HIDDEN __attribute__((visibility("hidden")))
+#define BL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define BL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BL_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(BL_ASAN)
+#define BL_ASAN 1
+#endif
+
+/* ---- context switch (src/arch/<arch>/switch.S) ---- */
+
+BL_HIDDEN void bl__switch(void **save_sp, void *load_sp);
+BL_HIDDEN void bl__ctx_entry(void);
+BL_HIDDEN uint64_t bl__fpctl_get(void);
+
+/* ---- stacks (stack.c) ---- */
+
+typedef struct bl__stack {
+    char *base;    /* lowest usable byte (just above the guard) */
+    size_t size;   /* usable bytes */
+    size_t map;    /* bytes mapped, guard included */
+    struct bl__stack *next_free;
+#ifdef BL_VALGRIND
+    unsigned valgrind_id;
+#endif
+} bl__stack;
+
+typedef struct bl__stack_cache {
+    bl__stack *free;       /* stacks of `size` bytes, ready for reuse */
+    size_t nfree;
+    size_t size;           /* the size the cached stacks have */
+} bl__stack_cache;
+
+/* Map a stack of `size` usable bytes (a page multiple) with a guard region
+ * below. Returns 0 and fills *st, or -1 with errno ENOMEM. */
+BL_HIDDEN int bl__stack_map(bl__stack *st, size_t size);
+BL_HIDDEN void bl__stack_unmap(bl__stack *st);
+/* Take a stack from the cache (or map one). NULL and ENOMEM on failure. The
+ * descriptor itself lives at the top of the stack memory. */
+BL_HIDDEN bl__stack *bl__stack_get(bl__stack_cache *c, size_t size);
+BL_HIDDEN void bl__stack_put(bl__stack_cache *c, bl__stack *st);
+BL_HIDDEN void bl__stack_cache_clear(bl__stack_cache *c);
+BL_HIDDEN size_t bl__guard_size(void);
+BL_HIDDEN size_t bl__page_size(void);
+/* Install the process-wide SIGSEGV handler that reports stack overflows
+ * (once), and an alternate signal stack for this OS thread. */
+BL_HIDDEN void bl__overflow_handler_install(void);
+BL_HIDDEN void *bl__altstack_push(void);
+BL_HIDDEN void bl__altstack_pop(void *token);
+
+/* ---- threads and the scheduler (sched.c) ---- */
+
+enum bl__state {
+    BL_T_FREE = 0,   /* slot unused */
+    BL_T_READY,      /* in the ready queue */
+    BL_T_RUNNING,
+    BL_T_BLOCKED,    /* parked; woken by bl__wake() */
+    BL_T_DONE        /* ended, waiting to be joined */
+};
+
+#define BL_F_DETACHED 1u
+#define BL_F_CANCELLED 2u
+#define BL_F_STARTED 4u
+
+struct bl_thread {
+    void *sp;                  /* saved stack pointer while switched out */
+    struct bl_thread *next;    /* ready queue / free list link */
+    bl_sched *sched;
+    unsigned state;
+    unsigned flags;
+    int wake_err;              /* why bl__park() returned: 0 or an errno */
+    int io_revents;            /* what woke bl_wait_fd() */
+    bl_func fn;
+    void *arg;
+    void *result;
+    struct bl_thread *joiner;  /* thread blocked in bl_join() on us */
+    struct bl_thread *all_prev, *all_next; /* live threads of the scheduler */
+    bl__stack *stack;
+    const char *waiting;       /* what a blocked thread waits for (reports) */
+    unsigned long long id;
+    uint32_t magic;
+    ev_timer timer;            /* sleeps and timeouts */
+    ev_io io;                  /* bl_wait_fd() */
+#ifdef BL_ASAN
+    void *asan_fake;
+#endif
+    char name[32];
+};
+
+#define BL_THREAD_MAGIC 0x626c5468u /* "blTh" */
+
+struct bl_sched {
+    bl_thread *current;        /* the running green thread, or NULL */
+    bl_thread *ready_head, *ready_tail;
+    unsigned switches;         /* since the last I/O poll, see bl__next */
+    int force_poll;            /* go through the loop before the next thread */
+    bl_thread *requeue;        /* thread to append after a poll (bl_sleep(0)) */
+    double last_poll;
+    void *main_sp;             /* the context of bl_sched_run() */
+    bl__stack *dead_stack;     /* stack of a thread that just ended */
+    struct ev_loop *loop;
+    bl_thread *all;            /* live (not yet ended) threads */
+    size_t nlive;              /* threads not yet ended */
+    size_t nslots;             /* threads not yet reaped */
+    unsigned long long next_id;
+    size_t stack_size;
+    bl__stack_cache stacks;
+    bl_thread *free_head, *free_tail; /* FIFO of free thread slots */
+    void **chunks;             /* thread slot chunks */
+    size_t nchunks, chunks_cap;
+    int running;
+    int freeing;
+#ifdef BL_ASAN
+    void *main_stack_bottom;
+    size_t main_stack_size;
+    void *main_fake;
+#endif
+    ev_async async;            /* wakeups from the blocking-call pool */
+    struct bl__pool_job *done_head; /* completed pool jobs (under pool lock) */
+    int async_refs;
+};
+
+/* The scheduler running in this OS thread. */
+extern __thread bl_sched *bl__cur BL_HIDDEN
+    __attribute__((tls_model("initial-exec")));
+
+/* The running green thread, or NULL (and errno = EPERM). */
+static inline bl_thread *bl__self_or_eperm(void);
+
+/* Suspend the running thread until bl__wake(). `what` names the wait for
+ * deadlock reports. timeout < 0: none. Returns 0 or the errno given to
+ * bl__wake() (ETIMEDOUT when the timeout passed first, ECANCELED, EBADF ...).
+ * Returns ECANCELED at once if the thread was already cancelled. */
+BL_HIDDEN int bl__park(bl_thread *self, const char *what, double timeout);
+/* Make a parked thread ready; err is what its bl__park() returns. A thread
+ * not parked is left alone. */
+BL_HIDDEN void bl__wake(bl_thread *t, int err);
+/* An absolute deadline `timeout` seconds from now on s's clock (timeout < 0:
+ * none, returned as -1). */
+BL_HIDDEN double bl__deadline(bl_sched *s, double timeout);
+/* Seconds left until `deadline` (-1 for none; 0 when past). */
+BL_HIDDEN double bl__remaining(bl_sched *s, double deadline);
+
+/* Report stuck threads on stderr. */
+BL_HIDDEN void bl__report_deadlock(bl_sched *s);
+
+static inline bl_thread *bl__self_or_eperm(void)
+{
+    bl_sched *s = bl__cur;
+    if (BL_UNLIKELY(s == NULL || s->current == NULL)) {
+        errno = EPERM;
+        return NULL;
+    }
+    return s->current;
+}
+
+/* ---- blocking-call pool (pool.c) ---- */
+
+typedef struct bl__pool_job bl__pool_job;
+struct bl__pool_job {
+    void (*fn)(void *arg);
+    void *arg;
+    void (*abandon)(void *arg);  /* called instead of waking when abandoned */
+    bl_sched *sched;
+    bl_thread *waiter;           /* NULL once abandoned */
+    bl__pool_job *next;
+};
+
+/* Run job->fn(job->arg) on a pool OS thread while the calling green thread
+ * waits. Returns 0 when it ran, or ECANCELED (the caller was cancelled: the
+ * job goes on and job->abandon(job->arg) frees its resources afterwards; the
+ * job struct itself must be heap-allocated and is freed by the pool then). */
+BL_HIDDEN int bl__pool_run(bl__pool_job *job);
+/* ev_async callback side: finish the completed jobs of s. */
+BL_HIDDEN void bl__pool_drain(bl_sched *s);
+BL_HIDDEN void bl__sched_async_ref(bl_sched *s, int delta);
+/* s is being freed: jobs still under way for it are abandoned. */
+BL_HIDDEN void bl__pool_forget(bl_sched *s);
+
+#endif /* BL_INTERNAL_H */

@@ -1,0 +1,1067 @@
+/*
+ * net.c - buffered connections and listeners on non-blocking sockets.
+ *
+ * Every operation tries the system call first and waits only on EAGAIN. Each
+ * connection owns one read and one write ev_io watcher. A watcher is started
+ * the first time a thread waits and then left running while threads keep
+ * waiting on it, so a connection in a steady request/response rhythm makes
+ * no epoll_ctl calls; a watcher that fires with nobody waiting stops itself.
+ * After a short read the connection is taken to be drained and the next
+ * bl_recv() waits for readiness first instead of spending a recv() on EAGAIN.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+struct bl_conn {
+    int fd;
+    int closed;
+    int eof;            /* the buffered reader saw end of stream */
+    int drained;        /* last read was short: wait before reading again */
+    int notsock;        /* a pipe or tty: read/write instead of recv/send */
+    int rbusy, wbusy;   /* a thread is inside a read / write operation */
+    int users;          /* threads inside any operation (deferred free) */
+    bl_sched *s;        /* bound by the first wait */
+    bl_thread *reader, *writer; /* parked on rio / wio */
+    double timeout;     /* per call; 0: none */
+    ev_io rio, wio;
+    char *rbuf;         /* buffered bytes are rbuf[rstart, rend) */
+    size_t rstart, rend, rcap;
+    size_t scanned;     /* bytes from rstart known to hold no delimiter */
+    bl_handler serve_h; /* bl_serve(): the handler and its argument */
+    void *serve_arg;
+};
+
+struct bl_listener {
+    int fd;
+    int port;           /* -1 for Unix sockets */
+    int closed;
+    int users;
+    bl_sched *s;
+    bl_thread *waiter;
+    double timeout;
+    ev_io io;
+};
+
+static __thread char resolve_msg[160];
+
+const char *bl_resolve_error(void)
+{
+    return resolve_msg;
+}
+
+static double call_deadline(bl_sched *s, double timeout)
+{
+    return timeout > 0 ? bl__deadline(s, timeout) : -1;
+}
+
+/* Tie an object to the scheduler of the first thread that waits on it. */
+static int bind_sched(bl_sched **slot, bl_thread *self)
+{
+    if (*slot == NULL)
+        *slot = self->sched;
+    else if (*slot != self->sched)
+        return EXDEV;
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_rcb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    bl_conn *c = w->data;
+    bl_thread *t = c->reader;
+    if (t != NULL) {
+        c->reader = NULL;
+        bl__wake(t, 0);
+    } else {
+        ev_io_stop(loop, w);
+    }
+}
+
+static void conn_wcb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    bl_conn *c = w->data;
+    bl_thread *t = c->writer;
+    if (t != NULL) {
+        c->writer = NULL;
+        bl__wake(t, 0);
+    } else {
+        ev_io_stop(loop, w);
+    }
+}
+
+static bl_conn *conn_alloc(int fd)
+{
+    bl_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    ev_io_init(&c->rio, conn_rcb, fd, EV_READ);
+    c->rio.data = c;
+    ev_io_init(&c->wio, conn_wcb, fd, EV_WRITE);
+    c->wio.data = c;
+    return c;
+}
+
+static void conn_free(bl_conn *c)
+{
+    free(c->rbuf);
+    free(c);
+}
+
+/* Leave an operation: the last thread out of a closed connection frees it. */
+static void conn_leave(bl_conn *c)
+{
+    if (--c->users == 0 && c->closed)
+        conn_free(c);
+}
+
+/* Park until c is readable (write = 0) or writable (write = 1). */
+static int conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
+{
+    if (c->closed)
+        return EBADF;
+    int err = bind_sched(&c->s, self);
+    if (err != 0)
+        return err;
+    ev_io *w = write ? &c->wio : &c->rio;
+    bl_thread **slot = write ? &c->writer : &c->reader;
+    *slot = self;
+    if (!ev_is_active(w))
+        ev_io_start(c->s->loop, w);
+    err = bl__park(self, write ? "bl_send" : "bl_recv",
+                   bl__remaining(c->s, deadline));
+    if (!c->closed)
+        *slot = NULL;
+    if (err == 0 && c->closed)
+        err = EBADF;
+    return err;
+}
+
+/* Common entry checks of blocking connection calls. */
+static bl_thread *conn_enter(bl_conn *c, int *busy)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return NULL;
+    if (c == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (c->closed) {
+        errno = EBADF;
+        return NULL;
+    }
+    if (self->flags & BL_F_CANCELLED) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    if (busy != NULL) {
+        if (*busy) {
+            errno = EBUSY;
+            return NULL;
+        }
+        *busy = 1;
+    }
+    c->users++;
+    return self;
+}
+
+static void conn_exit(bl_conn *c, int *busy)
+{
+    if (busy != NULL && !c->closed)
+        *busy = 0;
+    conn_leave(c);
+}
+
+/* One read into buf, waiting as needed. Returns the count (0 at EOF) or -1. */
+static ssize_t read_some(bl_conn *c, bl_thread *self, void *buf, size_t len,
+                         double deadline)
+{
+    for (;;) {
+        if (!c->drained) {
+            ssize_t r = c->notsock ? read(c->fd, buf, len)
+                                   : recv(c->fd, buf, len, 0);
+            if (r >= 0) {
+                c->drained = (size_t)r < len;
+                return r;
+            }
+            if (errno == ENOTSOCK) {
+                c->notsock = 1;
+                continue;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -1;
+        }
+        c->drained = 0;
+        int err = conn_wait(c, self, 0, deadline);
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
+    }
+}
+
+static ssize_t write_some(bl_conn *c, bl_thread *self, const void *buf,
+                          size_t len, double deadline)
+{
+    for (;;) {
+        ssize_t r = c->notsock ? write(c->fd, buf, len)
+                               : send(c->fd, buf, len, MSG_NOSIGNAL);
+        if (r >= 0)
+            return r;
+        if (errno == ENOTSOCK) {
+            c->notsock = 1;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        int err = conn_wait(c, self, 1, deadline);
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
+    }
+}
+
+bl_conn *bl_conn_new(int fd)
+{
+    if (fd < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return NULL;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    bl_conn *c = conn_alloc(fd);
+    if (c == NULL)
+        errno = ENOMEM;
+    return c;
+}
+
+int bl_conn_fd(const bl_conn *c)
+{
+    if (c == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return c->fd;
+}
+
+int bl_conn_set_timeout(bl_conn *c, double seconds)
+{
+    if (c == NULL || isnan(seconds) || seconds < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    c->timeout = isinf(seconds) ? 0 : seconds;
+    return 0;
+}
+
+static size_t take_buffered(bl_conn *c, void *buf, size_t len)
+{
+    size_t n = c->rend - c->rstart;
+    if (n > len)
+        n = len;
+    memcpy(buf, c->rbuf + c->rstart, n);
+    c->rstart += n;
+    c->scanned = c->scanned > n ? c->scanned - n : 0;
+    if (c->rstart == c->rend)
+        c->rstart = c->rend = c->scanned = 0;
+    return n;
+}
+
+ssize_t bl_recv(bl_conn *c, void *buf, size_t len)
+{
+    if (buf == NULL && len > 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    bl_thread *self = conn_enter(c, &c->rbusy);
+    if (self == NULL)
+        return -1;
+    ssize_t r;
+    if (c->rend > c->rstart)
+        r = (ssize_t)take_buffered(c, buf, len);
+    else if (len == 0 || c->eof)
+        r = 0;
+    else
+        r = read_some(c, self, buf, len, call_deadline(self->sched, c->timeout));
+    conn_exit(c, &c->rbusy);
+    return r;
+}
+
+ssize_t bl_send(bl_conn *c, const void *buf, size_t len)
+{
+    if (buf == NULL && len > 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    bl_thread *self = conn_enter(c, &c->wbusy);
+    if (self == NULL)
+        return -1;
+    ssize_t r = len == 0 ? 0
+                         : write_some(c, self, buf, len,
+                                      call_deadline(self->sched, c->timeout));
+    conn_exit(c, &c->wbusy);
+    return r;
+}
+
+int bl_sendall(bl_conn *c, const void *buf, size_t len)
+{
+    if (buf == NULL && len > 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    bl_thread *self = conn_enter(c, &c->wbusy);
+    if (self == NULL)
+        return -1;
+    double deadline = call_deadline(self->sched, c->timeout);
+    const char *p = buf;
+    int rc = 0;
+    while (len > 0) {
+        ssize_t r = write_some(c, self, p, len, deadline);
+        if (r < 0) {
+            rc = -1;
+            break;
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    conn_exit(c, &c->wbusy);
+    return rc;
+}
+
+ssize_t bl_readline(bl_conn *c, char *buf, size_t cap)
+{
+    return bl_readuntil(c, buf, cap, "\n", 1);
+}
+
+/* Make room to read at least one more byte into c->rbuf. */
+static int rbuf_room(bl_conn *c)
+{
+    if (c->rend < c->rcap)
+        return 0;
+    if (c->rstart > 0) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+        c->rend -= c->rstart;
+        c->rstart = 0;
+        if (c->rend < c->rcap)
+            return 0;
+    }
+    size_t cap = c->rcap ? c->rcap * 2 : 16384;
+    char *p = realloc(c->rbuf, cap);
+    if (p == NULL)
+        return -1;
+    c->rbuf = p;
+    c->rcap = cap;
+    return 0;
+}
+
+ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
+                     size_t dlen)
+{
+    if (buf == NULL || cap < 2 || delim == NULL || dlen == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    bl_thread *self = conn_enter(c, &c->rbusy);
+    if (self == NULL)
+        return -1;
+    double deadline = call_deadline(self->sched, c->timeout);
+    ssize_t result;
+    for (;;) {
+        size_t avail = c->rend - c->rstart;
+        size_t from = c->scanned >= dlen - 1 ? c->scanned - (dlen - 1) : 0;
+        const char *base = c->rbuf + c->rstart;
+        const char *hit = avail > from
+            ? memmem(base + from, avail - from, delim, dlen) : NULL;
+        size_t n;
+        if (hit != NULL) {
+            n = (size_t)(hit - base) + dlen;
+        } else {
+            c->scanned = avail;
+            if (avail >= cap - 1) {       /* cannot fit, delimiter or not */
+                errno = EMSGSIZE;
+                result = -1;
+                break;
+            }
+            if (!c->eof) {
+                if (rbuf_room(c) < 0) {
+                    errno = ENOMEM;
+                    result = -1;
+                    break;
+                }
+                ssize_t r = read_some(c, self, c->rbuf + c->rend,
+                                      c->rcap - c->rend, deadline);
+                if (r < 0) {
+                    result = -1;
+                    break;
+                }
+                if (r == 0)
+                    c->eof = 1;
+                c->rend += (size_t)r;
+                continue;
+            }
+            n = avail;                    /* the rest, at end of stream */
+        }
+        if (n > cap - 1) {
+            errno = EMSGSIZE;
+            result = -1;
+            break;
+        }
+        if (n > 0)
+            memcpy(buf, base, n);
+        buf[n] = '\0';
+        c->rstart += n;
+        c->scanned = 0;
+        if (c->rstart == c->rend)
+            c->rstart = c->rend = 0;
+        result = (ssize_t)n;
+        break;
+    }
+    conn_exit(c, &c->rbusy);
+    return result;
+}
+
+int bl_shutdown(bl_conn *c, int how)
+{
+    if (c == NULL || c->closed) {
+        errno = c == NULL ? EINVAL : EBADF;
+        return -1;
+    }
+    return shutdown(c->fd, how);
+}
+
+int bl_close(bl_conn *c)
+{
+    if (c == NULL || c->closed) {
+        errno = EINVAL;
+        return -1;
+    }
+    c->closed = 1;
+    if (c->s != NULL) {
+        ev_io_stop(c->s->loop, &c->rio);
+        ev_io_stop(c->s->loop, &c->wio);
+    }
+    int rc = close(c->fd);
+    int saved = errno;
+    if (c->reader != NULL)
+        bl__wake(c->reader, EBADF);
+    if (c->writer != NULL)
+        bl__wake(c->writer, EBADF);
+    c->reader = c->writer = NULL;
+    if (c->users == 0)
+        conn_free(c);
+    errno = saved;
+    return rc == 0 || errno == EINTR ? 0 : -1;
+}
+
+/* ---- name resolution ---- */
+
+static int gai_errno(int rc, int sys_errno)
+{
+    switch (rc) {
+    case EAI_AGAIN:
+        return EAGAIN;
+    case EAI_MEMORY:
+        return ENOMEM;
+    case EAI_SYSTEM:
+        return sys_errno != 0 ? sys_errno : EIO;
+    default:
+        return EADDRNOTAVAIL;
+    }
+}
+
+static void set_resolve_error(int rc, const char *host)
+{
+    snprintf(resolve_msg, sizeof resolve_msg, "%s: %s", host ? host : "",
+             gai_strerror(rc));
+}
+
+struct gai_job {
+    bl__pool_job job;       /* first: the pool frees the whole struct */
+    char *host;
+    char port[8];
+    struct addrinfo hints;
+    struct addrinfo *res;
+    int rc;
+    int sys_errno;
+};
+
+static void gai_run(void *arg)
+{
+    struct gai_job *g = arg;
+    g->rc = getaddrinfo(g->host, g->port, &g->hints, &g->res);
+    g->sys_errno = errno;
+}
+
+static void gai_abandon(void *arg)
+{
+    struct gai_job *g = arg;
+    if (g->res != NULL)
+        freeaddrinfo(g->res);
+    free(g->host);
+}
+
+/* Resolve host:port for a stream socket. Numeric addresses are converted at
+ * once; names go to the pool when called from a green thread (self != NULL),
+ * else are resolved here. Returns 0 or an errno. */
+static int resolve(const char *host, int port, int passive,
+                   struct addrinfo **res, bl_thread *self)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : AI_ADDRCONFIG);
+    char ps[8];
+    snprintf(ps, sizeof ps, "%d", port);
+    struct addrinfo numeric = hints;
+    numeric.ai_flags |= AI_NUMERICHOST;
+    numeric.ai_flags &= ~AI_ADDRCONFIG;
+    int rc = getaddrinfo(host, ps, &numeric, res);
+    if (rc == 0)
+        return 0;
+    if (rc != EAI_NONAME) {
+        set_resolve_error(rc, host);
+        return gai_errno(rc, errno);
+    }
+    if (self == NULL) {
+        rc = getaddrinfo(host, ps, &hints, res);
+        if (rc != 0) {
+            set_resolve_error(rc, host);
+            return gai_errno(rc, errno);
+        }
+        return 0;
+    }
+    struct gai_job *g = calloc(1, sizeof *g);
+    if (g == NULL || (g->host = strdup(host)) == NULL) {
+        free(g);
+        return ENOMEM;
+    }
+    memcpy(g->port, ps, sizeof ps);
+    g->hints = hints;
+    g->job.fn = gai_run;
+    g->job.arg = g;
+    g->job.abandon = gai_abandon;
+    int err = bl__pool_run(&g->job);
+    if (err != 0)
+        return err; /* abandoned: the pool frees g when the call returns */
+    rc = g->rc;
+    *res = g->res;
+    int sys = g->sys_errno;
+    free(g->host);
+    free(g);
+    if (rc != 0) {
+        set_resolve_error(rc, host);
+        return gai_errno(rc, sys);
+    }
+    return 0;
+}
+
+/* ---- listeners ---- */
+
+static void listener_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    bl_listener *l = w->data;
+    bl_thread *t = l->waiter;
+    if (t != NULL) {
+        l->waiter = NULL;
+        bl__wake(t, 0);
+    } else {
+        ev_io_stop(loop, w);
+    }
+}
+
+static bl_listener *listener_new(int fd)
+{
+    bl_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    l->fd = fd;
+    l->port = -1;
+    ev_io_init(&l->io, listener_cb, fd, EV_READ);
+    l->io.data = l;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return l;
+}
+
+/* socket + bind + listen one address; returns the fd or -1 with errno. */
+static int listen_addr(const struct sockaddr *sa, socklen_t len, int backlog,
+                       int dual)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1, zero = 0;
+    if (sa->sa_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (dual)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+bl_listener *bl_listen(const char *host, int port, int backlog)
+{
+    if (port < 0 || port > 65535) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (backlog <= 0)
+        backlog = SOMAXCONN;
+    int fd;
+    if (host == NULL || host[0] == '\0') {
+        struct sockaddr_in6 a6;
+        memset(&a6, 0, sizeof a6);
+        a6.sin6_family = AF_INET6;
+        a6.sin6_addr = in6addr_any;
+        a6.sin6_port = htons((uint16_t)port);
+        fd = listen_addr((struct sockaddr *)&a6, sizeof a6, backlog, 1);
+        if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+            struct sockaddr_in a4;
+            memset(&a4, 0, sizeof a4);
+            a4.sin_family = AF_INET;
+            a4.sin_addr.s_addr = htonl(INADDR_ANY);
+            a4.sin_port = htons((uint16_t)port);
+            fd = listen_addr((struct sockaddr *)&a4, sizeof a4, backlog, 0);
+        }
+        if (fd < 0)
+            return NULL;
+        return listener_new(fd);
+    }
+    struct addrinfo *res = NULL;
+    int err = resolve(host, port, 1, &res, NULL);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    fd = -1;
+    err = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = listen_addr(ai->ai_addr, ai->ai_addrlen, backlog, 0);
+        if (fd < 0)
+            err = errno;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        errno = err;
+        return NULL;
+    }
+    return listener_new(fd);
+}
+
+static int unix_addr(struct sockaddr_un *sa, const char *path)
+{
+    if (path == NULL || path[0] == '\0')
+        return EINVAL;
+    size_t n = strlen(path);
+    if (n >= sizeof sa->sun_path)
+        return ENAMETOOLONG;
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    memcpy(sa->sun_path, path, n + 1);
+    return 0;
+}
+
+bl_listener *bl_listen_unix(const char *path, int backlog)
+{
+    struct sockaddr_un sa;
+    int err = unix_addr(&sa, path);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    int fd = listen_addr((struct sockaddr *)&sa, sizeof sa,
+                         backlog <= 0 ? SOMAXCONN : backlog, 0);
+    if (fd < 0)
+        return NULL;
+    return listener_new(fd);
+}
+
+int bl_listener_port(const bl_listener *l)
+{
+    if (l == NULL || l->port < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return l->port;
+}
+
+int bl_listener_fd(const bl_listener *l)
+{
+    if (l == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return l->fd;
+}
+
+int bl_listener_set_timeout(bl_listener *l, double seconds)
+{
+    if (l == NULL || isnan(seconds) || seconds < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    l->timeout = isinf(seconds) ? 0 : seconds;
+    return 0;
+}
+
+static void listener_leave(bl_listener *l)
+{
+    if (--l->users == 0 && l->closed)
+        free(l);
+}
+
+static void tune_tcp(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+bl_conn *bl_accept(bl_listener *l)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return NULL;
+    if (l == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (l->closed) {
+        errno = EBADF;
+        return NULL;
+    }
+    if (l->waiter != NULL) {
+        errno = EBUSY;
+        return NULL;
+    }
+    int err = bind_sched(&l->s, self);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    l->users++;
+    double deadline = call_deadline(self->sched, l->timeout);
+    double pause = 0.01;
+    bl_conn *c = NULL;
+    for (;;) {
+        if (self->flags & BL_F_CANCELLED) {
+            err = ECANCELED;
+            break;
+        }
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            if (l->port >= 0)
+                tune_tcp(fd);
+            c = conn_alloc(fd);
+            if (c == NULL) {
+                close(fd);
+                err = ENOMEM;
+            }
+            break;
+        }
+        err = errno;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+            continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            l->waiter = self;
+            if (!ev_is_active(&l->io))
+                ev_io_start(l->s->loop, &l->io);
+            err = bl__park(self, "bl_accept", bl__remaining(l->s, deadline));
+            if (!l->closed)
+                l->waiter = NULL;
+            if (err == 0 && l->closed)
+                err = EBADF;
+            if (err != 0)
+                break;
+            continue;
+        }
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            /* Out of descriptors: the connection stays queued; pause instead
+             * of spinning on a listener that stays readable. */
+            double left = bl__remaining(l->s, deadline);
+            double wait = left >= 0 && left < pause ? left : pause;
+            err = bl__park(self, "bl_accept (out of descriptors)", wait);
+            if (err == ETIMEDOUT && (left < 0 || left > pause))
+                err = 0;
+            if (err == 0 && l->closed)
+                err = EBADF;
+            if (err != 0)
+                break;
+            if (pause < 1.0)
+                pause *= 2;
+            continue;
+        }
+        break;
+    }
+    listener_leave(l);
+    if (c == NULL)
+        errno = err;
+    return c;
+}
+
+int bl_listener_close(bl_listener *l)
+{
+    if (l == NULL || l->closed) {
+        errno = EINVAL;
+        return -1;
+    }
+    l->closed = 1;
+    if (l->s != NULL)
+        ev_io_stop(l->s->loop, &l->io);
+    close(l->fd);
+    if (l->waiter != NULL)
+        bl__wake(l->waiter, EBADF);
+    l->waiter = NULL;
+    if (l->users == 0)
+        free(l);
+    return 0;
+}
+
+/* ---- connecting ---- */
+
+/* Connect a fresh non-blocking socket to one address. Returns the connection
+ * or NULL with errno. */
+static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
+                             socklen_t len, double deadline)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    bl_conn *c = conn_alloc(fd);
+    if (c == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    int err = 0;
+    double pause = 0.001;
+    for (;;) {
+        if (connect(fd, sa, len) == 0)
+            break;
+        err = errno;
+        if (err == EINTR)
+            continue;
+        if (err == EINPROGRESS) {
+            c->users++;
+            err = conn_wait(c, self, 1, deadline);
+            c->users--;
+            if (err == 0) {
+                socklen_t el = sizeof err;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+                    err = errno;
+            }
+            break;
+        }
+        if (err == EAGAIN && sa->sa_family == AF_UNIX) {
+            /* A Unix listener's backlog is full: retry shortly. */
+            err = bl__park(self, "bl_connect", pause);
+            if (err != ETIMEDOUT)
+                break;
+            if (bl__remaining(self->sched, deadline) == 0)
+                break;
+            if (pause < 0.1)
+                pause *= 2;
+            continue;
+        }
+        break;
+    }
+    if (err != 0) {
+        if (c->s != NULL) {
+            ev_io_stop(c->s->loop, &c->wio);
+            ev_io_stop(c->s->loop, &c->rio);
+        }
+        close(fd);
+        conn_free(c);
+        errno = err;
+        return NULL;
+    }
+    if (sa->sa_family != AF_UNIX)
+        tune_tcp(fd);
+    return c;
+}
+
+bl_conn *bl_connect_timeout(const char *host, int port, double timeout)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return NULL;
+    if (host == NULL || port <= 0 || port > 65535 || isnan(timeout)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (self->flags & BL_F_CANCELLED) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    double deadline = timeout > 0 && !isinf(timeout)
+                          ? bl__deadline(self->sched, timeout) : -1;
+    struct addrinfo *res = NULL;
+    int err = resolve(host, port, 0, &res, self);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    bl_conn *c = NULL;
+    err = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        c = connect_addr(self, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (c != NULL)
+            break;
+        err = errno;
+        if (err == ECANCELED || err == ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(res);
+    if (c == NULL)
+        errno = err;
+    return c;
+}
+
+bl_conn *bl_connect(const char *host, int port)
+{
+    return bl_connect_timeout(host, port, -1);
+}
+
+bl_conn *bl_connect_unix(const char *path)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return NULL;
+    struct sockaddr_un sa;
+    int err = unix_addr(&sa, path);
+    if (err == 0 && (self->flags & BL_F_CANCELLED))
+        err = ECANCELED;
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    return connect_addr(self, (struct sockaddr *)&sa, sizeof sa, -1);
+}
+
+/* ---- bl_serve ---- */
+
+struct serve {
+    bl_listener *l;
+    bl_handler h;
+    void *arg;
+};
+
+static void *serve_conn(void *p)
+{
+    bl_conn *c = p;
+    c->serve_h(c, c->serve_arg);
+    if (!c->closed)
+        bl_close(c);
+    return NULL;
+}
+
+static void *serve_accept(void *p)
+{
+    struct serve *sv = p;
+    bl_spawn_opts o = {.size = sizeof o, .detached = 1};
+    for (;;) {
+        bl_conn *c = bl_accept(sv->l);
+        if (c == NULL) {
+            if (errno == ECANCELED || errno == EBADF || errno == EPERM)
+                break;
+            continue;   /* ENOMEM and the like: bl_accept already paused */
+        }
+        c->serve_h = sv->h;
+        c->serve_arg = sv->arg;
+        if (bl_spawn_ex(NULL, serve_conn, c, &o) == NULL) {
+            bl_close(c);
+            if (bl_sleep(0.01) < 0 && errno == ECANCELED)
+                break;
+        }
+    }
+    bl_listener_close(sv->l);
+    free(sv);
+    return NULL;
+}
+
+bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
+                             void *arg)
+{
+    if (l == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (h == NULL || (s == NULL && bl_self() == NULL)) {
+        bl_listener_close(l);
+        errno = EINVAL;
+        return NULL;
+    }
+    struct serve *sv = malloc(sizeof *sv);
+    if (sv == NULL) {
+        bl_listener_close(l);
+        errno = ENOMEM;
+        return NULL;
+    }
+    sv->l = l;
+    sv->h = h;
+    sv->arg = arg;
+    char name[32];
+    if (l->port >= 0)
+        snprintf(name, sizeof name, "bl_serve :%d", l->port);
+    else
+        snprintf(name, sizeof name, "bl_serve unix");
+    bl_spawn_opts o = {.size = sizeof o, .name = name};
+    bl_thread *t = bl_spawn_ex(s, serve_accept, sv, &o);
+    if (t == NULL) {
+        int e = errno;
+        bl_listener_close(l);
+        free(sv);
+        errno = e;
+    }
+    return t;
+}
+
+bl_thread *bl_serve(bl_sched *s, const char *host, int port, bl_handler h,
+                    void *arg)
+{
+    if (h == NULL || (s == NULL && bl_self() == NULL)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    bl_listener *l = bl_listen(host, port, 0);
+    if (l == NULL)
+        return NULL;
+    return bl_serve_listener(s, l, h, arg);
+}

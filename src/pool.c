@@ -1,0 +1,159 @@
+/*
+ * pool.c - a small process-wide pool of OS threads for calls that would block
+ * the scheduler (getaddrinfo). The calling green thread parks; the worker
+ * runs the job, appends it to its scheduler's done list and wakes the loop
+ * with ev_async_send(); the loop's async callback wakes the green thread.
+ *
+ * A green thread cancelled while its job runs abandons it: the job finishes
+ * on its own and its abandon() hook frees what it produced. Jobs of a
+ * scheduler that is freed are abandoned the same way.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#define BL_POOL_MAX_THREADS 4
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
+static bl__pool_job *queue_head, *queue_tail; /* jobs not yet started */
+static int nthreads, nidle;
+/* Jobs queued or running, to find them when a scheduler goes away. */
+static bl__pool_job *running[BL_POOL_MAX_THREADS];
+
+static void finish(bl__pool_job *job)
+{
+    /* Under the lock. */
+    bl_sched *s = job->sched;
+    if (s == NULL) {
+        if (job->abandon != NULL)
+            job->abandon(job->arg);
+        free(job);
+        return;
+    }
+    job->next = s->done_head;
+    s->done_head = job;
+    ev_async_send(s->loop, &s->async);
+}
+
+static void *worker(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        while (queue_head == NULL) {
+            nidle++;
+            pthread_cond_wait(&work, &lock);
+            nidle--;
+        }
+        bl__pool_job *job = queue_head;
+        queue_head = job->next;
+        if (queue_head == NULL)
+            queue_tail = NULL;
+        int slot = 0;
+        while (running[slot] != NULL)
+            slot++;
+        running[slot] = job;
+        pthread_mutex_unlock(&lock);
+        job->fn(job->arg);
+        pthread_mutex_lock(&lock);
+        running[slot] = NULL;
+        finish(job);
+    }
+    return NULL;
+}
+
+/* Start a worker with every signal blocked, so that signals go to the
+ * application's own threads. */
+static int start_worker(void)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t tid;
+    int rc = pthread_create(&tid, &attr, worker, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+int bl__pool_run(bl__pool_job *job)
+{
+    bl_thread *self = bl__cur->current;
+    bl_sched *s = self->sched;
+    if (self->flags & BL_F_CANCELLED)
+        return ECANCELED;
+    job->sched = s;
+    job->waiter = self;
+    job->next = NULL;
+    pthread_mutex_lock(&lock);
+    if (nidle == 0 && nthreads < BL_POOL_MAX_THREADS) {
+        int rc = start_worker();
+        if (rc != 0 && nthreads == 0) {
+            pthread_mutex_unlock(&lock);
+            return rc;
+        }
+        if (rc == 0)
+            nthreads++;
+    }
+    if (queue_tail != NULL)
+        queue_tail->next = job;
+    else
+        queue_head = job;
+    queue_tail = job;
+    pthread_cond_signal(&work);
+    pthread_mutex_unlock(&lock);
+    bl__sched_async_ref(s, 1); /* a pending job keeps the loop alive */
+    int err = bl__park(self, "a blocking call on the pool", -1);
+    if (err != 0)
+        job->waiter = NULL; /* abandoned: bl__pool_drain frees it */
+    return err;
+}
+
+void bl__pool_drain(bl_sched *s)
+{
+    pthread_mutex_lock(&lock);
+    bl__pool_job *list = s->done_head;
+    s->done_head = NULL;
+    pthread_mutex_unlock(&lock);
+    while (list != NULL) {
+        bl__pool_job *job = list;
+        list = job->next;
+        bl__sched_async_ref(s, -1);
+        if (job->waiter != NULL) {
+            bl__wake(job->waiter, 0);
+        } else {
+            if (job->abandon != NULL)
+                job->abandon(job->arg);
+            free(job);
+        }
+    }
+}
+
+void bl__pool_forget(bl_sched *s)
+{
+    pthread_mutex_lock(&lock);
+    for (bl__pool_job *j = queue_head; j != NULL; j = j->next)
+        if (j->sched == s)
+            j->sched = NULL;
+    for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
+        if (running[i] != NULL && running[i]->sched == s)
+            running[i]->sched = NULL;
+    bl__pool_job *list = s->done_head;
+    s->done_head = NULL;
+    pthread_mutex_unlock(&lock);
+    while (list != NULL) {
+        bl__pool_job *job = list;
+        list = job->next;
+        if (job->abandon != NULL)
+            job->abandon(job->arg);
+        free(job);
+    }
+}

@@ -1,0 +1,867 @@
+/*
+ * sched.c - the scheduler and green threads.
+ *
+ * One bl_sched per OS thread at a time. Its ready queue is an intrusive FIFO
+ * of bl_thread. A thread that stops running (yield, park, end) switches
+ * straight to the next ready thread; only when none is ready, or when it is
+ * time to poll, does control go back to the scheduler's own context in
+ * bl_sched_run(), which runs one libev iteration (blocking when nothing is
+ * ready) and resumes the first ready thread.
+ *
+ * While threads keep each other busy, I/O and timers are still polled: every
+ * 64 switches the clock is read, and the loop runs (without blocking) when
+ * more than BL_POLL_INTERVAL has passed since it last ran.
+ *
+ * Thread handles point into slot chunks that live as long as the scheduler;
+ * freed slots go to the back of a FIFO, so a stale handle (a second join, a
+ * join of a detached thread that ended) finds a freed slot and fails with
+ * EINVAL instead of touching unmapped memory.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef BL_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef BL_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
+#define BL_POLL_INTERVAL 0.0005 /* seconds between polls while busy */
+#define BL_POLL_CHECK_MASK 63u  /* read the clock every 64 switches */
+#define BL_SLOTS_PER_CHUNK 64
+
+__thread bl_sched *bl__cur __attribute__((tls_model("initial-exec")));
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- ready queue ---- */
+
+static inline void enqueue(bl_sched *s, bl_thread *t)
+{
+    t->next = NULL;
+    t->state = BL_T_READY;
+    if (s->ready_tail != NULL)
+        s->ready_tail->next = t;
+    else
+        s->ready_head = t;
+    s->ready_tail = t;
+}
+
+static inline bl_thread *dequeue(bl_sched *s)
+{
+    bl_thread *t = s->ready_head;
+    if (t != NULL) {
+        s->ready_head = t->next;
+        if (s->ready_head == NULL)
+            s->ready_tail = NULL;
+    }
+    return t;
+}
+
+/* ---- switching ---- */
+
+#ifdef BL_ASAN
+#define ASAN_FAKE(p) (p)
+#define ASAN_START(s, save, to) asan_start((s), (save), (to))
+#else
+#define ASAN_FAKE(p) NULL
+#define ASAN_START(s, save, to) ((void)0)
+#endif
+
+#ifdef BL_ASAN
+static void asan_start(bl_sched *s, void **fake, bl_thread *to)
+{
+    if (to != NULL)
+        __sanitizer_start_switch_fiber(fake, to->stack->base, to->stack->size);
+    else
+        __sanitizer_start_switch_fiber(fake, s->main_stack_bottom,
+                                       s->main_stack_size);
+}
+#endif
+
+/* Run after every switch into a context: release the stack of a thread that
+ * has just ended (it could not free the stack it was running on). */
+static inline void switched_in(bl_sched *s, void *fake)
+{
+#ifdef BL_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+    (void)fake;
+#endif
+    if (BL_UNLIKELY(s->dead_stack != NULL)) {
+        bl__stack *st = s->dead_stack;
+        s->dead_stack = NULL;
+#ifdef BL_ASAN
+        __asan_unpoison_memory_region(st->base, st->size);
+#endif
+#ifdef BL_VALGRIND
+        VALGRIND_STACK_DEREGISTER(st->valgrind_id);
+#endif
+        bl__stack_put(&s->stacks, st);
+    }
+}
+
+static inline int poll_due(bl_sched *s)
+{
+    return mono_now() - s->last_poll >= BL_POLL_INTERVAL;
+}
+
+/* `self` has stopped running (it is queued, parked or has ended): run the
+ * next ready thread, or the scheduler context. Returns when self runs again
+ * (never when it has ended: then `save` is a scratch slot). */
+static inline void run_next(bl_sched *s, bl_thread *self, void **save)
+{
+#ifdef BL_ASAN
+    /* A thread that has ended has no fake stack to keep. */
+    void **fake = save == &self->sp ? &self->asan_fake : NULL;
+#endif
+    bl_thread *next = s->ready_head;
+    if (BL_LIKELY(next != NULL && !s->force_poll) &&
+        BL_LIKELY((++s->switches & BL_POLL_CHECK_MASK) != 0 || !poll_due(s))) {
+        s->ready_head = next->next;
+        if (s->ready_head == NULL)
+            s->ready_tail = NULL;
+        next->state = BL_T_RUNNING;
+        if (next == self)
+            return;
+        s->current = next;
+        ASAN_START(s, fake, next);
+        bl__switch(save, next->sp);
+    } else {
+        s->current = NULL;
+        ASAN_START(s, fake, NULL);
+        bl__switch(save, s->main_sp);
+    }
+    switched_in(s, ASAN_FAKE(self->asan_fake));
+}
+
+/* ---- thread slots ---- */
+
+static bl_thread *slot_alloc(bl_sched *s)
+{
+    if (s->free_head == NULL) {
+        if (s->nchunks == s->chunks_cap) {
+            size_t cap = s->chunks_cap ? s->chunks_cap * 2 : 16;
+            void **c = realloc(s->chunks, cap * sizeof *c);
+            if (c == NULL)
+                return NULL;
+            s->chunks = c;
+            s->chunks_cap = cap;
+        }
+        bl_thread *chunk = calloc(BL_SLOTS_PER_CHUNK, sizeof *chunk);
+        if (chunk == NULL)
+            return NULL;
+        s->chunks[s->nchunks++] = chunk;
+        for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
+            chunk[i].magic = BL_THREAD_MAGIC;
+            chunk[i].next = i + 1 < BL_SLOTS_PER_CHUNK ? &chunk[i + 1] : NULL;
+        }
+        s->free_head = chunk;
+        s->free_tail = &chunk[BL_SLOTS_PER_CHUNK - 1];
+    }
+    bl_thread *t = s->free_head;
+    s->free_head = t->next;
+    if (s->free_head == NULL)
+        s->free_tail = NULL;
+    s->nslots++;
+    return t;
+}
+
+static void slot_free(bl_sched *s, bl_thread *t)
+{
+    t->state = BL_T_FREE;
+    t->next = NULL;
+    t->joiner = NULL;
+    if (s->free_tail != NULL)
+        s->free_tail->next = t;
+    else
+        s->free_head = t;
+    s->free_tail = t;
+    s->nslots--;
+}
+
+static int valid(const bl_thread *t)
+{
+    return t != NULL && t->magic == BL_THREAD_MAGIC && t->state != BL_T_FREE;
+}
+
+/* ---- callbacks ---- */
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bl__wake(w->data, ETIMEDOUT);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    bl_thread *t = w->data;
+    /* bl_wait_fd() reads the events from here. */
+    t->io_revents = revents;
+    bl__wake(t, 0);
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bl__pool_drain(w->data);
+}
+
+/* ---- schedulers ---- */
+
+const char *bl_version(void)
+{
+    return BL_VERSION_STRING;
+}
+
+bl_sched *bl_sched_new(void)
+{
+    bl_sched *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    errno = 0;
+    s->loop = ev_loop_new(EVFLAG_AUTO);
+    if (s->loop == NULL) {
+        if (errno == 0)
+            errno = ENOMEM;
+        free(s);
+        return NULL;
+    }
+    ev_set_userdata(s->loop, s);
+    s->stack_size = BL_DEFAULT_STACK_SIZE;
+    s->stacks.size = s->stack_size;
+    ev_async_init(&s->async, async_cb);
+    s->async.data = s;
+    ev_async_start(s->loop, &s->async);
+    ev_unref(s->loop); /* only pending pool jobs keep the loop alive */
+    bl__overflow_handler_install();
+    return s;
+}
+
+bl_sched *bl_sched_current(void)
+{
+    return bl__cur;
+}
+
+int bl_sched_set_stack_size(bl_sched *s, size_t size)
+{
+    if (s == NULL || size < BL_MIN_STACK_SIZE || size > ((size_t)1 << 40)) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t ps = bl__page_size();
+    size = (size + ps - 1) / ps * ps;
+    if (size != s->stack_size) {
+        bl__stack_cache_clear(&s->stacks);
+        s->stack_size = size;
+        s->stacks.size = size;
+    }
+    return 0;
+}
+
+size_t bl_sched_stack_size(const bl_sched *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return 0;
+    }
+    return s->stack_size;
+}
+
+size_t bl_sched_nthreads(const bl_sched *s)
+{
+    return s != NULL ? s->nlive : 0;
+}
+
+struct ev_loop *bl_sched_loop(bl_sched *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return s->loop;
+}
+
+void bl__sched_async_ref(bl_sched *s, int delta)
+{
+    int before = s->async_refs;
+    s->async_refs += delta;
+    if (before == 0 && s->async_refs > 0)
+        ev_ref(s->loop);
+    else if (before > 0 && s->async_refs == 0)
+        ev_unref(s->loop);
+}
+
+void bl__report_deadlock(bl_sched *s)
+{
+    fprintf(stderr, "bluelet: deadlock: %zu green thread%s blocked with "
+                    "nothing left to wake %s:\n",
+            s->nlive, s->nlive == 1 ? "" : "s", s->nlive == 1 ? "it" : "them");
+    for (bl_thread *t = s->all; t != NULL; t = t->all_next)
+        fprintf(stderr, "bluelet:   #%llu%s%s%s in %s\n", t->id,
+                t->name[0] ? " \"" : "", t->name, t->name[0] ? "\"" : "",
+                t->waiting != NULL ? t->waiting : "?");
+}
+
+#ifdef BL_ASAN
+static void main_stack_bounds(bl_sched *s)
+{
+    pthread_attr_t attr;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+    }
+    s->main_stack_bottom = addr;
+    s->main_stack_size = size;
+}
+#endif
+
+int bl_sched_run(bl_sched *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (s->running || bl__cur != NULL) {
+        errno = EBUSY;
+        return -1;
+    }
+    s->running = 1;
+    bl__cur = s;
+    void *alt = bl__altstack_push();
+#ifdef BL_ASAN
+    main_stack_bounds(s);
+#endif
+    int rc = 0;
+    for (;;) {
+        if (s->nlive == 0)
+            break;
+        if (s->ready_head == NULL && s->requeue == NULL) {
+            /* ev_run() returns 0 when no active (referenced) watcher is
+             * left; it does not block then. If that iteration woke nobody,
+             * nothing ever will. */
+            if (!ev_run(s->loop, EVRUN_ONCE) && s->ready_head == NULL) {
+                bl__report_deadlock(s);
+                rc = EDEADLK;
+                break;
+            }
+        } else {
+            ev_run(s->loop, EVRUN_NOWAIT);
+        }
+        if (s->requeue != NULL) {
+            enqueue(s, s->requeue);
+            s->requeue = NULL;
+        }
+        s->force_poll = 0;
+        s->switches = 0;
+        s->last_poll = mono_now();
+        bl_thread *next = dequeue(s);
+        if (next == NULL)
+            continue;
+        next->state = BL_T_RUNNING;
+        s->current = next;
+        ASAN_START(s, &s->main_fake, next);
+        bl__switch(&s->main_sp, next->sp);
+        switched_in(s, ASAN_FAKE(s->main_fake));
+    }
+    s->current = NULL;
+    s->running = 0;
+    bl__cur = NULL;
+    bl__altstack_pop(alt);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+void bl_sched_free(bl_sched *s)
+{
+    if (s == NULL)
+        return;
+    if (s->running) {
+        fprintf(stderr, "bluelet: bl_sched_free: the scheduler is running; "
+                        "not freed\n");
+        return;
+    }
+    if (s->nlive > 0) {
+        if (bl__cur != NULL) {
+            fprintf(stderr, "bluelet: bl_sched_free: %zu green threads left "
+                            "and another scheduler runs in this OS thread; "
+                            "not freed\n", s->nlive);
+            return;
+        }
+        s->freeing = 1;
+        for (bl_thread *t = s->all; t != NULL; t = t->all_next)
+            bl_cancel(t);
+        if (bl_sched_run(s) < 0 && s->nlive > 0)
+            fprintf(stderr, "bluelet: bl_sched_free: %zu green threads did "
+                            "not end when cancelled; their stacks are "
+                            "released as they are\n", s->nlive);
+        for (bl_thread *t = s->all; t != NULL; t = t->all_next) {
+            if (t->stack != NULL) {
+                bl__stack copy = *t->stack;
+                bl__stack_unmap(&copy);
+            }
+        }
+    }
+    if (s->async_refs > 0)
+        ev_unref(s->loop);
+    ev_ref(s->loop);
+    ev_async_stop(s->loop, &s->async);
+    bl__pool_forget(s);
+    ev_loop_destroy(s->loop);
+    bl__stack_cache_clear(&s->stacks);
+    for (size_t i = 0; i < s->nchunks; i++)
+        free(s->chunks[i]);
+    free(s->chunks);
+    free(s);
+}
+
+/* ---- green threads ---- */
+
+static __attribute__((noreturn)) void thread_end(bl_thread *t, void *result);
+
+static __attribute__((noreturn)) void thread_start(void *p)
+{
+    bl_thread *t = p;
+    switched_in(t->sched, NULL);
+    thread_end(t, t->fn(t->arg));
+}
+
+/* Lay out a new thread's first frame as bl__switch expects it (see the .S
+ * files); returns the stack pointer to load. */
+static void *ctx_init(bl__stack *st, bl_thread *t)
+{
+    uintptr_t top = (uintptr_t)st & ~(uintptr_t)15; /* below the descriptor */
+    uint64_t fpctl = bl__fpctl_get();
+#if defined(__x86_64__)
+    uint64_t *f = (uint64_t *)(top - 8 * sizeof(uint64_t));
+    f[0] = fpctl;                       /* MXCSR, x87 control word */
+    f[1] = 0;                           /* r15 */
+    f[2] = 0;                           /* r14 */
+    f[3] = (uint64_t)(uintptr_t)t;      /* r13: argument */
+    f[4] = (uint64_t)(uintptr_t)thread_start; /* r12: function */
+    f[5] = 0;                           /* rbx */
+    f[6] = 0;                           /* rbp */
+    f[7] = (uint64_t)(uintptr_t)bl__ctx_entry; /* return address */
+#else
+    uint64_t *f = (uint64_t *)(top - 176);
+    memset(f, 0, 176);
+    f[0] = (uint64_t)(uintptr_t)thread_start; /* x19: function */
+    f[1] = (uint64_t)(uintptr_t)t;            /* x20: argument */
+    f[11] = (uint64_t)(uintptr_t)bl__ctx_entry; /* x30 */
+    f[20] = fpctl;                            /* FPCR */
+#endif
+    return f;
+}
+
+static void set_name(bl_thread *t, const char *name)
+{
+    if (name == NULL) {
+        t->name[0] = '\0';
+        return;
+    }
+    size_t n = strlen(name);
+    if (n > sizeof t->name - 1)
+        n = sizeof t->name - 1;
+    memcpy(t->name, name, n);
+    t->name[n] = '\0';
+}
+
+bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
+                       const bl_spawn_opts *o)
+{
+    if (s == NULL) {
+        s = bl__cur;
+        if (s == NULL || s->current == NULL) {
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    if (fn == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t size = s->stack_size;
+    const char *name = NULL;
+    int detached = 0;
+    if (o != NULL) {
+        if (o->size == 0) {
+            errno = EINVAL;
+            return NULL;
+        }
+        /* Bytes past the fields we know must be zero. */
+        for (size_t i = sizeof *o; i < o->size; i++) {
+            if (((const unsigned char *)o)[i] != 0) {
+                errno = EINVAL;
+                return NULL;
+            }
+        }
+        if (o->size >= offsetof(bl_spawn_opts, stack_size) + sizeof(size_t) &&
+            o->stack_size != 0) {
+            if (o->stack_size < BL_MIN_STACK_SIZE ||
+                o->stack_size > ((size_t)1 << 40)) {
+                errno = EINVAL;
+                return NULL;
+            }
+            size_t ps = bl__page_size();
+            size = (o->stack_size + ps - 1) / ps * ps;
+        }
+        if (o->size >= offsetof(bl_spawn_opts, name) + sizeof(char *))
+            name = o->name;
+        if (o->size >= offsetof(bl_spawn_opts, detached) + sizeof(int))
+            detached = o->detached;
+    }
+    bl_thread *t = slot_alloc(s);
+    if (t == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    bl__stack *st = bl__stack_get(&s->stacks, size);
+    if (st == NULL) {
+        slot_free(s, t);
+        errno = ENOMEM;
+        return NULL;
+    }
+#ifdef BL_VALGRIND
+    st->valgrind_id = VALGRIND_STACK_REGISTER(st->base, st->base + st->size);
+#endif
+    t->sched = s;
+    t->flags = detached ? BL_F_DETACHED : 0;
+    if (s->freeing)
+        t->flags |= BL_F_CANCELLED;
+    t->wake_err = 0;
+    t->fn = fn;
+    t->arg = arg;
+    t->result = NULL;
+    t->joiner = NULL;
+    t->stack = st;
+    t->waiting = NULL;
+    t->id = ++s->next_id;
+    set_name(t, name);
+#ifdef BL_ASAN
+    t->asan_fake = NULL;
+#endif
+    ev_timer_init(&t->timer, timer_cb, 0., 0.);
+    t->timer.data = t;
+    ev_io_init(&t->io, io_cb, 0, 0);
+    t->io.data = t;
+    t->sp = ctx_init(st, t);
+    t->all_prev = NULL;
+    t->all_next = s->all;
+    if (s->all != NULL)
+        s->all->all_prev = t;
+    s->all = t;
+    s->nlive++;
+    enqueue(s, t);
+    return t;
+}
+
+bl_thread *bl_spawn(bl_sched *s, bl_func fn, void *arg)
+{
+    return bl_spawn_ex(s, fn, arg, NULL);
+}
+
+static __attribute__((noreturn)) void thread_end(bl_thread *t, void *result)
+{
+    bl_sched *s = t->sched;
+    t->result = result;
+    t->state = BL_T_DONE;
+    if (t->all_prev != NULL)
+        t->all_prev->all_next = t->all_next;
+    else
+        s->all = t->all_next;
+    if (t->all_next != NULL)
+        t->all_next->all_prev = t->all_prev;
+    s->nlive--;
+    /* The next context releases the stack we are still running on. */
+    s->dead_stack = t->stack;
+    t->stack = NULL;
+    if (t->joiner != NULL)
+        bl__wake(t->joiner, 0);
+    if (t->flags & BL_F_DETACHED)
+        slot_free(s, t);
+    void *scratch;
+    run_next(s, t, &scratch);
+    __builtin_unreachable();
+}
+
+void bl_exit(void *result)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return;
+    thread_end(self, result);
+}
+
+bl_thread *bl_self(void)
+{
+    bl_sched *s = bl__cur;
+    return s != NULL ? s->current : NULL;
+}
+
+int bl_cancelled(void)
+{
+    bl_thread *self = bl_self();
+    return self != NULL && (self->flags & BL_F_CANCELLED) != 0;
+}
+
+int bl_yield(void)
+{
+    bl_sched *s = bl__cur;
+    bl_thread *self;
+    if (BL_UNLIKELY(s == NULL || (self = s->current) == NULL)) {
+        errno = EPERM;
+        return -1;
+    }
+    if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
+        goto cancelled;
+    enqueue(s, self);
+    run_next(s, self, &self->sp);
+    if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
+        goto cancelled;
+    return 0;
+cancelled:
+    errno = ECANCELED;
+    return -1;
+}
+
+double bl__deadline(bl_sched *s, double timeout)
+{
+    if (timeout < 0)
+        return -1;
+    ev_now_update(s->loop);
+    return ev_now(s->loop) + timeout;
+}
+
+double bl__remaining(bl_sched *s, double deadline)
+{
+    if (deadline < 0)
+        return -1;
+    ev_now_update(s->loop);
+    double left = deadline - ev_now(s->loop);
+    return left > 0 ? left : 0;
+}
+
+int bl__park(bl_thread *self, const char *what, double timeout)
+{
+    bl_sched *s = self->sched;
+    if (self->flags & BL_F_CANCELLED)
+        return ECANCELED;
+    if (timeout == 0)
+        return ETIMEDOUT;
+    self->state = BL_T_BLOCKED;
+    self->waiting = what;
+    self->wake_err = 0;
+    if (timeout > 0) {
+        /* libev's ev_now() is the time of the last poll; threads may have
+         * run since, so refresh it to never wake early. */
+        ev_now_update(s->loop);
+        ev_timer_set(&self->timer, timeout, 0.);
+        ev_timer_start(s->loop, &self->timer);
+    }
+    run_next(s, self, &self->sp);
+    if (timeout > 0)
+        ev_timer_stop(s->loop, &self->timer);
+    self->waiting = NULL;
+    return self->wake_err;
+}
+
+void bl__wake(bl_thread *t, int err)
+{
+    if (t->state != BL_T_BLOCKED)
+        return;
+    t->wake_err = err;
+    enqueue(t->sched, t);
+}
+
+int bl_sleep(double seconds)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return -1;
+    if (isnan(seconds) || seconds < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (self->flags & BL_F_CANCELLED) {
+        errno = ECANCELED;
+        return -1;
+    }
+    bl_sched *s = self->sched;
+    if (seconds == 0) {
+        /* Poll first, then queue behind what the poll made ready. */
+        self->state = BL_T_READY;
+        s->requeue = self;
+        s->force_poll = 1;
+        run_next(s, self, &self->sp);
+        if (self->flags & BL_F_CANCELLED) {
+            errno = ECANCELED;
+            return -1;
+        }
+        return 0;
+    }
+    if (isinf(seconds))
+        seconds = -1;
+    int err = bl__park(self, "bl_sleep", seconds);
+    if (err == ETIMEDOUT)
+        return 0;
+    errno = err;
+    return -1;
+}
+
+int bl_join(bl_thread *t, void **result)
+{
+    return bl_join_timeout(t, result, -1);
+}
+
+int bl_join_timeout(bl_thread *t, void **result, double timeout)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return -1;
+    if (!valid(t) || t->sched != self->sched) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t == self) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if ((t->flags & BL_F_DETACHED) || t->joiner != NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t->state != BL_T_DONE) {
+        t->joiner = self;
+        int err = isnan(timeout) ? EINVAL
+                  : bl__park(self, "bl_join", timeout < 0 || isinf(timeout)
+                                                  ? -1 : timeout);
+        t->joiner = NULL;
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
+    }
+    if (result != NULL)
+        *result = t->result;
+    slot_free(t->sched, t);
+    return 0;
+}
+
+int bl_detach(bl_thread *t)
+{
+    if (!valid(t) || (t->flags & BL_F_DETACHED) || t->joiner != NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t->state == BL_T_DONE)
+        slot_free(t->sched, t);
+    else
+        t->flags |= BL_F_DETACHED;
+    return 0;
+}
+
+int bl_cancel(bl_thread *t)
+{
+    if (!valid(t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t->state == BL_T_DONE)
+        return 0;
+    t->flags |= BL_F_CANCELLED;
+    if (t->state == BL_T_BLOCKED)
+        bl__wake(t, ECANCELED);
+    return 0;
+}
+
+int bl_thread_set_name(bl_thread *t, const char *name)
+{
+    if (!valid(t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    set_name(t, name);
+    return 0;
+}
+
+const char *bl_thread_name(const bl_thread *t)
+{
+    if (!valid(t)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return t->name;
+}
+
+unsigned long long bl_thread_id(const bl_thread *t)
+{
+    if (!valid(t)) {
+        errno = EINVAL;
+        return 0;
+    }
+    return t->id;
+}
+
+int bl_wait_fd(int fd, int events, double timeout)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return -1;
+    if (fd < 0 || events == 0 || (events & ~(BL_READ | BL_WRITE)) != 0 ||
+        isnan(timeout)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (timeout == 0) {
+        struct pollfd p = {.fd = fd,
+                           .events = (short)((events & BL_READ ? POLLIN : 0) |
+                                             (events & BL_WRITE ? POLLOUT : 0))};
+        int n = poll(&p, 1, 0);
+        if (n < 0)
+            return -1;
+        int r = (p.revents & (POLLIN | POLLHUP | POLLERR) ? BL_READ : 0) |
+                (p.revents & (POLLOUT | POLLHUP | POLLERR) ? BL_WRITE : 0);
+        r &= events;
+        if (r == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        return r;
+    }
+    bl_sched *s = self->sched;
+    ev_io_set(&self->io, fd, (events & BL_READ ? EV_READ : 0) |
+                                 (events & BL_WRITE ? EV_WRITE : 0));
+    ev_io_start(s->loop, &self->io);
+    self->io_revents = 0;
+    int err = bl__park(self, "bl_wait_fd", timeout < 0 ? -1 : timeout);
+    ev_io_stop(s->loop, &self->io);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return (self->io_revents & EV_READ ? BL_READ : 0) |
+           (self->io_revents & EV_WRITE ? BL_WRITE : 0);
+}

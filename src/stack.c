@@ -1,0 +1,276 @@
+/*
+ * stack.c - green thread stacks: mmap'd, lazily committed, with a guard
+ * region below each, a per-scheduler cache, and a SIGSEGV handler that names
+ * the green thread whose stack overflowed.
+ *
+ * Guards: MADV_GUARD_INSTALL (Linux 6.13+) marks the guard pages without
+ * splitting the mapping, so any number of stacks fits in vm.max_map_count.
+ * Elsewhere mprotect(PROT_NONE) is used, which costs a VMA per stack; when
+ * the kernel refuses more (ENOMEM near vm.max_map_count) the stack goes
+ * without a guard rather than failing, and a warning is printed once.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define BL_STACK_CACHE_MAX 64
+
+static size_t page_size;
+static size_t guard_size;
+/* 1: MADV_GUARD_INSTALL works; 0: use mprotect; -1: not probed yet. */
+static int guard_madvise = -1;
+static int guard_warned;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Does MADV_GUARD_INSTALL really make the pages inaccessible? Emulators
+ * (qemu-user) accept unknown advice and do nothing, so probe: a write(2) from
+ * a guarded page fails with EFAULT. */
+static int probe_guard_madvise(void)
+{
+    char *p = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 0;
+    int ok = 0;
+    if (madvise(p, page_size, MADV_GUARD_INSTALL) == 0) {
+        int fds[2];
+        if (pipe(fds) == 0) {
+            ok = write(fds[1], p, 1) < 0 && errno == EFAULT;
+            close(fds[0]);
+            close(fds[1]);
+        }
+    }
+    munmap(p, page_size);
+    return ok;
+}
+
+static void init(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    page_size = ps > 0 ? (size_t)ps : 4096;
+    guard_size = page_size > 16384 ? page_size : 16384;
+    guard_madvise = probe_guard_madvise();
+}
+
+size_t bl__page_size(void)
+{
+    pthread_once(&init_once, init);
+    return page_size;
+}
+
+size_t bl__guard_size(void)
+{
+    pthread_once(&init_once, init);
+    return guard_size;
+}
+
+int bl__stack_map(bl__stack *st, size_t size)
+{
+    pthread_once(&init_once, init);
+    size_t map = size + guard_size;
+    char *p = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int guarded = 0;
+    if (guard_madvise == 1)
+        guarded = madvise(p, guard_size, MADV_GUARD_INSTALL) == 0;
+    if (!guarded)
+        guarded = mprotect(p, guard_size, PROT_NONE) == 0;
+    if (!guarded && !__atomic_exchange_n(&guard_warned, 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "bluelet: warning: cannot add more stack guard pages "
+                        "(vm.max_map_count reached?); new stacks have none\n");
+    st->base = p + guard_size;
+    st->size = size;
+    st->map = map;
+    st->next_free = NULL;
+    return 0;
+}
+
+void bl__stack_unmap(bl__stack *st)
+{
+    char *p = st->base - guard_size;
+    size_t map = st->map;
+    munmap(p, map);
+}
+
+bl__stack *bl__stack_get(bl__stack_cache *c, size_t size)
+{
+    if (BL_LIKELY(c->free != NULL && size == c->size)) {
+        bl__stack *st = c->free;
+        c->free = st->next_free;
+        c->nfree--;
+        return st;
+    }
+    bl__stack tmp;
+    if (bl__stack_map(&tmp, size) < 0)
+        return NULL;
+    /* The descriptor lives in the top bytes of the stack itself. */
+    bl__stack *st = (bl__stack *)(tmp.base + tmp.size) - 1;
+    *st = tmp;
+    return st;
+}
+
+void bl__stack_put(bl__stack_cache *c, bl__stack *st)
+{
+    if (st->size == c->size && c->nfree < BL_STACK_CACHE_MAX) {
+        st->next_free = c->free;
+        c->free = st;
+        c->nfree++;
+        return;
+    }
+    bl__stack copy = *st;
+    bl__stack_unmap(&copy);
+}
+
+void bl__stack_cache_clear(bl__stack_cache *c)
+{
+    while (c->free != NULL) {
+        bl__stack *st = c->free;
+        c->free = st->next_free;
+        bl__stack copy = *st;
+        bl__stack_unmap(&copy);
+    }
+    c->nfree = 0;
+}
+
+/* ---- stack overflow reports ---- */
+
+static struct sigaction old_segv, old_bus;
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+
+static size_t fmt_u64(char *out, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t append(char *buf, size_t len, size_t cap, const char *s)
+{
+    while (*s != '\0' && len < cap)
+        buf[len++] = *s++;
+    return len;
+}
+
+static void report_overflow(const bl_thread *t)
+{
+    char buf[256];
+    char num[24];
+    size_t len = 0;
+    len = append(buf, len, sizeof buf, "bluelet: stack overflow in green thread #");
+    num[fmt_u64(num, t->id)] = '\0';
+    len = append(buf, len, sizeof buf, num);
+    if (t->name[0] != '\0') {
+        len = append(buf, len, sizeof buf, " \"");
+        len = append(buf, len, sizeof buf, t->name);
+        len = append(buf, len, sizeof buf, "\"");
+    }
+    len = append(buf, len, sizeof buf, " (stack size ");
+    num[fmt_u64(num, t->stack->size)] = '\0';
+    len = append(buf, len, sizeof buf, num);
+    len = append(buf, len, sizeof buf,
+                 " bytes); give it a larger stack with bl_spawn_ex() or "
+                 "bl_sched_set_stack_size()\n");
+    ssize_t r = write(STDERR_FILENO, buf, len);
+    (void)r;
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    bl_sched *s = bl__cur;
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if (s != NULL && s->current != NULL && s->current->stack != NULL) {
+        const bl__stack *st = s->current->stack;
+        const char *addr = si->si_addr;
+        if (addr < st->base && addr >= st->base - guard_size) {
+            report_overflow(s->current);
+            old = NULL;
+        }
+    }
+    if (old != NULL && (old->sa_flags & SA_SIGINFO) &&
+        old->sa_sigaction != NULL) {
+        old->sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (old != NULL && old->sa_handler != SIG_DFL &&
+        old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    /* Die of the signal: restore the default action. A fault re-executes the
+     * instruction and ends the process; a sent signal is raised again. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (si->si_code <= 0)
+        raise(sig);
+}
+
+static void install_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+void bl__overflow_handler_install(void)
+{
+    pthread_once(&handler_once, install_handler);
+}
+
+/* Handlers run on the faulting stack unless an alternate one is set; an
+ * overflowed stack has no room, so each OS thread running a scheduler gets
+ * one unless it already has its own. */
+void *bl__altstack_push(void)
+{
+    stack_t old;
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+        return NULL;
+    size_t size = 64 * 1024;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    stack_t ss = {.ss_sp = p, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        munmap(p, size);
+        return NULL;
+    }
+    return p;
+}
+
+void bl__altstack_pop(void *token)
+{
+    if (token == NULL)
+        return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(token, 64 * 1024);
+}
