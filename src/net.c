@@ -392,7 +392,7 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
     for (;;) {
         size_t avail = c->rend - c->rstart;
         size_t from = c->scanned >= dlen - 1 ? c->scanned - (dlen - 1) : 0;
-        const char *base = c->rbuf + c->rstart;
+        const char *base = c->rbuf != NULL ? c->rbuf + c->rstart : NULL;
         const char *hit = avail > from
             ? memmem(base + from, avail - from, delim, dlen) : NULL;
         size_t n;
