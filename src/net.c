@@ -126,7 +126,7 @@ static void conn_free(bl_conn *c)
 /* Leave an operation: the last thread out of a closed connection frees it. */
 static void conn_leave(bl_conn *c)
 {
-    if (--c->users == 0 && c->closed)
+    if (--c->users == 0 && c->closed && c->serve_h == NULL)
         conn_free(c);
 }
 
@@ -470,7 +470,7 @@ int bl_close(bl_conn *c)
     if (c->writer != NULL)
         bl__wake(c->writer, EBADF);
     c->reader = c->writer = NULL;
-    if (c->users == 0)
+    if (c->users == 0 && c->serve_h == NULL)
         conn_free(c);
     errno = saved;
     return rc == 0 || errno == EINTR ? 0 : -1;
@@ -987,8 +987,13 @@ static void *serve_conn(void *p)
 {
     bl_conn *c = p;
     c->serve_h(c, c->serve_arg);
+    /* The handler may have closed c itself: bl_close() leaves connections
+     * of bl_serve() for us to free. */
+    c->serve_h = NULL;
     if (!c->closed)
         bl_close(c);
+    else if (c->users == 0)
+        conn_free(c);
     return NULL;
 }
 
