@@ -46,6 +46,9 @@ typedef struct bl__stack {
 #endif
 } bl__stack;
 
+/* Stacks kept for reuse per scheduler; beyond that they are unmapped. */
+#define BL_STACK_CACHE_MAX 64
+
 typedef struct bl__stack_cache {
     bl__stack *free;       /* stacks of `size` bytes, ready for reuse */
     size_t nfree;
@@ -60,6 +63,10 @@ BL_HIDDEN void bl__stack_unmap(bl__stack *st);
  * descriptor itself lives at the top of the stack memory. */
 BL_HIDDEN bl__stack *bl__stack_get(bl__stack_cache *c, size_t size);
 BL_HIDDEN void bl__stack_put(bl__stack_cache *c, bl__stack *st);
+/* Put the stack of a thread that is ending (still running on it) in the
+ * cache; returns 0, or -1 when the cache cannot take it (another size): the
+ * caller must unmap it later, from another stack. */
+BL_HIDDEN int bl__stack_retire(bl__stack_cache *c, bl__stack *st);
 BL_HIDDEN void bl__stack_cache_clear(bl__stack_cache *c);
 BL_HIDDEN size_t bl__guard_size(void);
 BL_HIDDEN size_t bl__page_size(void);
@@ -114,11 +121,10 @@ struct bl_sched {
     bl_thread *current;        /* the running green thread, or NULL */
     bl_thread *ready_head, *ready_tail;
     unsigned switches;         /* since the last I/O poll, see bl__next */
-    int force_poll;            /* go through the loop before the next thread */
     bl_thread *requeue;        /* thread to append after a poll (bl_sleep(0)) */
     double last_poll;
     void *main_sp;             /* the context of bl_sched_run() */
-    bl__stack *dead_stack;     /* stack of a thread that just ended */
+    bl__stack *dead_stacks;    /* ended threads' stacks the cache did not take */
     struct ev_loop *loop;
     bl_thread *all;            /* live (not yet ended) threads */
     size_t nlive;              /* threads not yet ended */

@@ -94,26 +94,34 @@ static void asan_start(bl_sched *s, void **fake, bl_thread *to)
 }
 #endif
 
-/* Run after every switch into a context: release the stack of a thread that
- * has just ended (it could not free the stack it was running on). */
+/* Run after every switch into a context. */
 static inline void switched_in(bl_sched *s, void *fake)
 {
+    (void)s;
 #ifdef BL_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #else
     (void)fake;
 #endif
-    if (BL_UNLIKELY(s->dead_stack != NULL)) {
-        bl__stack *st = s->dead_stack;
-        s->dead_stack = NULL;
-#ifdef BL_ASAN
-        __asan_unpoison_memory_region(st->base, st->size);
-#endif
-#ifdef BL_VALGRIND
-        VALGRIND_STACK_DEREGISTER(st->valgrind_id);
-#endif
-        bl__stack_put(&s->stacks, st);
+}
+
+/* Unmap the stacks of ended threads that the cache did not take. Runs on the
+ * scheduler's own stack. */
+static void free_dead_stacks(bl_sched *s)
+{
+    while (s->dead_stacks != NULL) {
+        bl__stack *st = s->dead_stacks;
+        s->dead_stacks = st->next_free;
+        bl__stack copy = *st;
+        bl__stack_unmap(&copy);
     }
+}
+
+/* Make the next run_next() go through the scheduler loop (a poll). */
+static inline void force_poll(bl_sched *s)
+{
+    s->switches = BL_POLL_CHECK_MASK;
+    s->last_poll = -1e300;
 }
 
 static inline int poll_due(bl_sched *s)
@@ -131,7 +139,7 @@ static inline void run_next(bl_sched *s, bl_thread *self, void **save)
     void **fake = save == &self->sp ? &self->asan_fake : NULL;
 #endif
     bl_thread *next = s->ready_head;
-    if (BL_LIKELY(next != NULL && !s->force_poll) &&
+    if (BL_LIKELY(next != NULL) &&
         BL_LIKELY((++s->switches & BL_POLL_CHECK_MASK) != 0 || !poll_due(s))) {
         s->ready_head = next->next;
         if (s->ready_head == NULL)
@@ -148,6 +156,31 @@ static inline void run_next(bl_sched *s, bl_thread *self, void **save)
         bl__switch(save, s->main_sp);
     }
     switched_in(s, ASAN_FAKE(self->asan_fake));
+}
+
+/* ---- callbacks ---- */
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bl__wake(w->data, ETIMEDOUT);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    bl_thread *t = w->data;
+    /* bl_wait_fd() reads the events from here. */
+    t->io_revents = revents;
+    bl__wake(t, 0);
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bl__pool_drain(w->data);
 }
 
 /* ---- thread slots ---- */
@@ -167,9 +200,16 @@ static bl_thread *slot_alloc(bl_sched *s)
         if (chunk == NULL)
             return NULL;
         s->chunks[s->nchunks++] = chunk;
+        /* What never changes for a slot is set once, here. */
         for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
-            chunk[i].magic = BL_THREAD_MAGIC;
-            chunk[i].next = i + 1 < BL_SLOTS_PER_CHUNK ? &chunk[i + 1] : NULL;
+            bl_thread *t = &chunk[i];
+            t->magic = BL_THREAD_MAGIC;
+            t->sched = s;
+            t->next = i + 1 < BL_SLOTS_PER_CHUNK ? &chunk[i + 1] : NULL;
+            ev_timer_init(&t->timer, timer_cb, 0., 0.);
+            t->timer.data = t;
+            ev_io_init(&t->io, io_cb, 0, 0);
+            t->io.data = t;
         }
         s->free_head = chunk;
         s->free_tail = &chunk[BL_SLOTS_PER_CHUNK - 1];
@@ -198,31 +238,6 @@ static void slot_free(bl_sched *s, bl_thread *t)
 static int valid(const bl_thread *t)
 {
     return t != NULL && t->magic == BL_THREAD_MAGIC && t->state != BL_T_FREE;
-}
-
-/* ---- callbacks ---- */
-
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    bl__wake(w->data, ETIMEDOUT);
-}
-
-static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    bl_thread *t = w->data;
-    /* bl_wait_fd() reads the events from here. */
-    t->io_revents = revents;
-    bl__wake(t, 0);
-}
-
-static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    bl__pool_drain(w->data);
 }
 
 /* ---- schedulers ---- */
@@ -372,7 +387,7 @@ int bl_sched_run(bl_sched *s)
             enqueue(s, s->requeue);
             s->requeue = NULL;
         }
-        s->force_poll = 0;
+        free_dead_stacks(s);
         s->switches = 0;
         s->last_poll = mono_now();
         bl_thread *next = dequeue(s);
@@ -384,6 +399,8 @@ int bl_sched_run(bl_sched *s)
         bl__switch(&s->main_sp, next->sp);
         switched_in(s, ASAN_FAKE(s->main_fake));
     }
+    /* Threads that ended since the last pass may have left stacks here. */
+    free_dead_stacks(s);
     s->current = NULL;
     s->running = 0;
     bl__cur = NULL;
@@ -538,7 +555,13 @@ bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
         errno = ENOMEM;
         return NULL;
     }
-    bl__stack *st = bl__stack_get(&s->stacks, size);
+    bl__stack *st = s->stacks.free;
+    if (BL_LIKELY(st != NULL && size == s->stacks.size)) {
+        s->stacks.free = st->next_free;
+        s->stacks.nfree--;
+    } else {
+        st = bl__stack_get(&s->stacks, size);
+    }
     if (st == NULL) {
         slot_free(s, t);
         errno = ENOMEM;
@@ -547,26 +570,21 @@ bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
 #ifdef BL_VALGRIND
     st->valgrind_id = VALGRIND_STACK_REGISTER(st->base, st->base + st->size);
 #endif
-    t->sched = s;
-    t->flags = detached ? BL_F_DETACHED : 0;
-    if (s->freeing)
-        t->flags |= BL_F_CANCELLED;
-    t->wake_err = 0;
+    /* sched, magic and the watchers were set when the slot was made; joiner
+     * is cleared by slot_free(); waiting and wake_err by bl__park(). */
+    t->flags = (detached ? BL_F_DETACHED : 0) |
+               (BL_UNLIKELY(s->freeing) ? BL_F_CANCELLED : 0);
     t->fn = fn;
     t->arg = arg;
-    t->result = NULL;
-    t->joiner = NULL;
     t->stack = st;
-    t->waiting = NULL;
     t->id = ++s->next_id;
-    set_name(t, name);
+    if (BL_LIKELY(name == NULL))
+        t->name[0] = '\0';
+    else
+        set_name(t, name);
 #ifdef BL_ASAN
     t->asan_fake = NULL;
 #endif
-    ev_timer_init(&t->timer, timer_cb, 0., 0.);
-    t->timer.data = t;
-    ev_io_init(&t->io, io_cb, 0, 0);
-    t->io.data = t;
     t->sp = ctx_init(st, t);
     t->all_prev = NULL;
     t->all_next = s->all;
@@ -595,9 +613,25 @@ static __attribute__((noreturn)) void thread_end(bl_thread *t, void *result)
     if (t->all_next != NULL)
         t->all_next->all_prev = t->all_prev;
     s->nlive--;
-    /* The next context releases the stack we are still running on. */
-    s->dead_stack = t->stack;
+    /* Retire the stack we are still running on: nothing reuses it before a
+     * later bl_spawn(), which runs on another stack after our last switch. */
+    bl__stack *st = t->stack;
     t->stack = NULL;
+#ifdef BL_ASAN
+    __asan_unpoison_memory_region(st->base, st->size);
+#endif
+#ifdef BL_VALGRIND
+    VALGRIND_STACK_DEREGISTER(st->valgrind_id);
+#endif
+    if (BL_LIKELY(st->size == s->stacks.size &&
+                  s->stacks.nfree < BL_STACK_CACHE_MAX)) {
+        st->next_free = s->stacks.free;
+        s->stacks.free = st;
+        s->stacks.nfree++;
+    } else if (bl__stack_retire(&s->stacks, st) < 0) {
+        st->next_free = s->dead_stacks;
+        s->dead_stacks = st;
+    }
     if (t->joiner != NULL)
         bl__wake(t->joiner, 0);
     if (t->flags & BL_F_DETACHED)
@@ -627,6 +661,16 @@ int bl_cancelled(void)
     return self != NULL && (self->flags & BL_F_CANCELLED) != 0;
 }
 
+/* The hot path: the caller goes to the back of the queue and the head runs.
+ * After the switch, the thread is found again through the TLS pointer, so
+ * nothing has to be kept in callee-saved registers across it. */
+static __attribute__((noinline)) int yield_slow(bl_sched *s, bl_thread *self)
+{
+    enqueue(s, self);
+    run_next(s, self, &self->sp);
+    return 0;
+}
+
 int bl_yield(void)
 {
     bl_sched *s = bl__cur;
@@ -637,8 +681,31 @@ int bl_yield(void)
     }
     if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
         goto cancelled;
-    enqueue(s, self);
-    run_next(s, self, &self->sp);
+    bl_thread *next = s->ready_head;
+    if (BL_LIKELY(next != NULL) &&
+        BL_LIKELY((++s->switches & BL_POLL_CHECK_MASK) != 0)) {
+        bl_thread *after = next->next;
+        self->next = NULL;
+        self->state = BL_T_READY;
+        if (after == NULL) {
+            s->ready_head = self;
+        } else {
+            s->ready_head = after;
+            s->ready_tail->next = self;
+        }
+        s->ready_tail = self;
+        next->state = BL_T_RUNNING;
+        s->current = next;
+        ASAN_START(s, &self->asan_fake, next);
+        bl__switch(&self->sp, next->sp);
+        self = bl__cur->current;
+        switched_in(self->sched, ASAN_FAKE(self->asan_fake));
+    } else {
+        if (next != NULL)
+            s->switches--; /* run_next counts this switch again */
+        yield_slow(s, self);
+        self = bl__cur->current;
+    }
     if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
         goto cancelled;
     return 0;
@@ -714,7 +781,7 @@ int bl_sleep(double seconds)
         /* Poll first, then queue behind what the poll made ready. */
         self->state = BL_T_READY;
         s->requeue = self;
-        s->force_poll = 1;
+        force_poll(s);
         run_next(s, self, &self->sp);
         if (self->flags & BL_F_CANCELLED) {
             errno = ECANCELED;

@@ -24,7 +24,6 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
-#define BL_STACK_CACHE_MAX 64
 
 static size_t page_size;
 static size_t guard_size;
@@ -135,6 +134,24 @@ void bl__stack_put(bl__stack_cache *c, bl__stack *st)
     }
     bl__stack copy = *st;
     bl__stack_unmap(&copy);
+}
+
+int bl__stack_retire(bl__stack_cache *c, bl__stack *st)
+{
+    if (st->size != c->size)
+        return -1;
+    if (c->nfree >= BL_STACK_CACHE_MAX) {
+        /* Full: make room by unmapping a cached stack instead. */
+        bl__stack *old = c->free;
+        c->free = old->next_free;
+        c->nfree--;
+        bl__stack copy = *old;
+        bl__stack_unmap(&copy);
+    }
+    st->next_free = c->free;
+    c->free = st;
+    c->nfree++;
+    return 0;
 }
 
 void bl__stack_cache_clear(bl__stack_cache *c)

@@ -8,6 +8,10 @@
  * found there, returning into it. Saved frame, from the new stack pointer up:
  *
  *    0  MXCSR (32 bits)       4  x87 control word (16 bits)   [8 bytes]
+ *
+ * MXCSR and the x87 control word are reloaded only when they differ from the
+ * outgoing context's: the loads are slow and nearly every switch finds the
+ * same values.
  *    8  r15   16 r14   24 r13   32 r12   40 rbx   48 rbp
  *   56  return address (pushed by the caller's `call`)
  *
@@ -50,12 +54,18 @@ bl__switch:
         .cfi_adjust_cfa_offset 8
         stmxcsr (%rsp)
         fnstcw  4(%rsp)
+        movl    (%rsp), %eax            /* keep the old MXCSR and x87 CW */
+        movzwl  4(%rsp), %ecx
 
         movq    %rsp, (%rdi)            /* save the old context */
         movq    %rsi, %rsp              /* switch to the new one */
 
-        ldmxcsr (%rsp)
-        fldcw   4(%rsp)
+        /* ldmxcsr and fldcw are slow; most switches find the same values. */
+        cmpl    (%rsp), %eax
+        jne     2f
+        cmpw    4(%rsp), %cx
+        jne     2f
+1:
         addq    $8, %rsp
         .cfi_adjust_cfa_offset -8
         popq    %r15
@@ -71,6 +81,11 @@ bl__switch:
         popq    %rbp
         .cfi_adjust_cfa_offset -8
         ret
+        .cfi_adjust_cfa_offset 56
+2:
+        ldmxcsr (%rsp)
+        fldcw   4(%rsp)
+        jmp     1b
         .cfi_endproc
         .size   bl__switch, .-bl__switch
 
