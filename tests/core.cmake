@@ -1,0 +1,42 @@
+# Settings of the core scheduler tests (tests/test_core_*.c), included by
+# tests/CMakeLists.txt after the test targets exist.
+
+# Scale heavy loops down under qemu (see CORE_SLOW in core_util.h).
+foreach(t core_fifo core_deadlock core_starve core_sleep core_join
+          core_cancel core_eperm core_multi core_fpenv core_regs
+          core_overflow core_many core_spawn_opts core_free core_symbols)
+  if(TARGET test_${t} AND CMAKE_CROSSCOMPILING)
+    target_compile_definitions(test_${t} PRIVATE CORE_EMULATED=1)
+  endif()
+endforeach()
+
+# Tests that add libev watchers of their own to a scheduler's loop.
+foreach(t core_cancel core_eperm)
+  if(TARGET test_${t})
+    target_link_libraries(test_${t} PRIVATE Libev::Libev)
+  endif()
+endforeach()
+
+if(TARGET test_core_symbols)
+  if(CMAKE_NM)
+    set(_core_nm "${CMAKE_NM}")
+  else()
+    set(_core_nm nm)
+  endif()
+  target_compile_definitions(test_core_symbols PRIVATE
+    BL_LIB_PATH="$<TARGET_FILE:bluelet>"
+    BL_HEADER_PATH="${PROJECT_SOURCE_DIR}/include/bluelet.h"
+    BL_NM="${_core_nm}")
+  # The test reads the library file: build it first (it is linked anyway).
+  add_dependencies(test_core_symbols bluelet)
+endif()
+
+if(TEST core_many)
+  set_tests_properties(core_many PROPERTIES TIMEOUT 300)
+endif()
+foreach(t core_overflow core_free core_regs core_multi core_starve
+          core_sleep)
+  if(TEST ${t})
+    set_tests_properties(${t} PROPERTIES TIMEOUT 120)
+  endif()
+endforeach()

@@ -1,0 +1,192 @@
+/*
+ * core_util.h - small helpers shared by the core scheduler tests
+ * (tests/test_core_*.c). Header-only: every function is static.
+ */
+#ifndef CORE_UTIL_H
+#define CORE_UTIL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "bluelet.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Is this build instrumented by AddressSanitizer? */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CORE_ASAN)
+#define CORE_ASAN 1
+#endif
+
+/* Heavy loops are scaled down under qemu (core.cmake defines
+ * CORE_EMULATED when cross-compiling) and under ASan. */
+#if defined(CORE_EMULATED)
+#define CORE_SLOW 1
+#elif defined(CORE_ASAN)
+#define CORE_SLOW 1
+#else
+#define CORE_SLOW 0
+#endif
+
+#define CORE_FAIL(...)                                                       \
+    do {                                                                     \
+        fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);                \
+        fprintf(stderr, __VA_ARGS__);                                        \
+        fputc('\n', stderr);                                                 \
+        fflush(stderr);                                                      \
+        exit(1);                                                             \
+    } while (0)
+
+/* Assert a condition; on failure print it (and errno) and exit(1). */
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            int e_ = errno;                                                  \
+            CORE_FAIL("CHECK(%s) (errno %d: %s)", #cond, e_, strerror(e_));  \
+        }                                                                    \
+    } while (0)
+
+/* Assert that an expression returned -1 (or NULL, via CHECK_NULL_ERR) and
+ * set errno to the expected value. */
+#define CHECK_ERR(expr, err)                                                 \
+    do {                                                                     \
+        errno = 0;                                                           \
+        long r_ = (long)(expr);                                              \
+        int e_ = errno;                                                      \
+        if (r_ != -1 || e_ != (err))                                         \
+            CORE_FAIL("%s returned %ld with errno %d (%s); expected -1 with " \
+                      "%s", #expr, r_, e_, strerror(e_), #err);              \
+    } while (0)
+
+#define CHECK_NULL_ERR(expr, err)                                            \
+    do {                                                                     \
+        errno = 0;                                                           \
+        const void *p_ = (const void *)(expr);                               \
+        int e_ = errno;                                                      \
+        if (p_ != NULL || e_ != (err))                                       \
+            CORE_FAIL("%s returned %p with errno %d (%s); expected NULL "    \
+                      "with %s", #expr, p_, e_, strerror(e_), #err);         \
+    } while (0)
+
+#define CHECK_EQ_LL(a, b)                                                    \
+    do {                                                                     \
+        long long a_ = (long long)(a), b_ = (long long)(b);                  \
+        if (a_ != b_)                                                        \
+            CORE_FAIL("%s == %lld, expected %s == %lld", #a, a_, #b, b_);    \
+    } while (0)
+
+static inline double core_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* An ordered trace of events, to compare with an expected interleaving. */
+typedef struct core_trace {
+    char buf[4096];
+    size_t len;
+} core_trace;
+
+static inline void core_trace_add(core_trace *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void core_trace_add(core_trace *t, const char *fmt, ...)
+{
+    if (t->len != 0 && t->len < sizeof t->buf - 1)
+        t->buf[t->len++] = ' ';
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len += (size_t)n;
+    if (t->len >= sizeof t->buf)
+        t->len = sizeof t->buf - 1;
+}
+
+static inline void core_trace_expect(const core_trace *t, const char *want)
+{
+    if (strcmp(t->buf, want) != 0)
+        CORE_FAIL("trace mismatch\n  got:  %s\n  want: %s", t->buf, want);
+}
+
+/* The result of running a function in a forked child with its stderr
+ * captured. */
+typedef struct core_child {
+    int status;        /* as from waitpid() */
+    double seconds;    /* how long the child ran */
+    char err[16384];   /* its stderr (NUL-terminated, possibly truncated) */
+    size_t errlen;
+} core_child;
+
+/* Run fn() in a forked child whose stderr goes to a temporary file; the
+ * child exits with fn's return value. Waits at most `limit` seconds (then
+ * kills the child with SIGKILL, and the status says so). */
+static inline void core_run_child(int (*fn)(void), double limit,
+                                  core_child *out)
+{
+    char path[] = "/tmp/bl_core_childXXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    fflush(stdout);
+    fflush(stderr);
+    double t0 = core_now();
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        int rc = fn();
+        fflush(stderr);
+        fflush(stdout);
+        _exit(rc);
+    }
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        CHECK(r >= 0);
+        if (r == pid)
+            break;
+        if (core_now() - t0 > limit) {
+            kill(pid, SIGKILL);
+            CHECK(waitpid(pid, &status, 0) == pid);
+            break;
+        }
+        usleep(2000);
+    }
+    out->seconds = core_now() - t0;
+    out->status = status;
+    ssize_t n = pread(fd, out->err, sizeof out->err - 1, 0);
+    out->errlen = n > 0 ? (size_t)n : 0;
+    out->err[out->errlen] = '\0';
+    close(fd);
+}
+
+static inline void core_child_describe(const core_child *c, char *buf,
+                                       size_t cap)
+{
+    if (WIFEXITED(c->status))
+        snprintf(buf, cap, "exited with %d", WEXITSTATUS(c->status));
+    else if (WIFSIGNALED(c->status))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(c->status),
+                 strsignal(WTERMSIG(c->status)));
+    else
+        snprintf(buf, cap, "status 0x%x", c->status);
+}
+
+#endif /* CORE_UTIL_H */
