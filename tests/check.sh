@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds libbluelet in every configuration CI checks and runs the whole test
+# suite in each:
+#   gcc      gcc, -Wall -Wextra -Werror, RelWithDebInfo
+#   clang    clang, -Wall -Wextra -Werror
+#   asan     gcc, AddressSanitizer + UndefinedBehaviorSanitizer
+#   aarch64  cross build with aarch64-linux-gnu-gcc, every test under qemu-aarch64
+# Usage: tests/check.sh [config...]   (default: all four)
+# Under qemu, -L / runs the binaries with the arm64 multiarch ld.so and libc
+# (libc6:arm64, pulled in by libev-dev:arm64): ld.so from the cross prefix
+# with that newer libc.so.6 spins in pthread_create.
+# Build trees go to build-check/<config>. Dependencies: .ci/deps.sh.
+# The last line is "N passed, N failed" over all configurations; the exit
+# status is non-zero if any build or test failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan aarch64)
+
+passed=0
+failed=0
+failures=()
+
+run_config() {
+  local name=$1; shift
+  local dir=build-check/$name
+  echo "=== $name: configure and build"
+  rm -rf "$dir"
+  if ! cmake -S . -B "$dir" -DBLUELET_WERROR=ON "$@" >"$dir.configure.log" 2>&1; then
+    cat "$dir.configure.log"
+    failed=$((failed + 1)); failures+=("$name: configure")
+    return
+  fi
+  if ! cmake --build "$dir" -j"$jobs" >"$dir.build.log" 2>&1; then
+    grep -E 'error|warning' "$dir.build.log" | head -40
+    tail -20 "$dir.build.log"
+    failed=$((failed + 1)); failures+=("$name: build")
+    return
+  fi
+  echo "=== $name: test"
+  local start=$SECONDS
+  ctest --test-dir "$dir" -j"$jobs" --output-on-failure \
+        --output-junit junit.xml >"$dir.test.log" 2>&1
+  local p f
+  p=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed' "$dir.test.log")
+  f=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(Failed|Timeout|Exception|Not Run)' "$dir.test.log")
+  grep -E '(Failed|Timeout|Exception|Not Run)' "$dir.test.log" | grep -E 'Test +#' | sed "s/^/  $name: /"
+  if [ "$f" -gt 0 ]; then
+    # Show the output of what failed.
+    sed -n '/Failed\|Timeout\|Exception/,/^ *[0-9]*\/[0-9]* Test/p' "$dir.test.log" | head -150
+    failures+=("$name: $f test(s)")
+  fi
+  if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+    tail -20 "$dir.test.log"
+    f=1; failures+=("$name: no test ran")
+  fi
+  echo "=== $name: $p passed, $f failed ($((SECONDS - start)) s)"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+mkdir -p build-check
+for c in "${configs[@]}"; do
+  case $c in
+    gcc)
+      run_config gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+    clang)
+      run_config clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+    asan)
+      run_config asan -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
+        -DBLUELET_SANITIZE=ON ;;
+    aarch64)
+      run_config aarch64 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+        -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc \
+        -DCMAKE_LIBRARY_ARCHITECTURE=aarch64-linux-gnu \
+        "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64;-L;/" ;;
+    *)
+      echo "unknown configuration: $c (gcc, clang, asan, aarch64)" >&2
+      exit 2 ;;
+  esac
+done
+
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
