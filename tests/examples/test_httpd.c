@@ -192,10 +192,11 @@ static void resp_free(struct resp *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The value of header `name` in r (static buffer), or NULL. */
+/* The value of header `name` in r (a buffer of the calling OS thread: the
+ * load test reads responses from several client threads), or NULL. */
 static const char *header(const struct resp *r, const char *name)
 {
-    static char value[1024];
+    static __thread char value[1024];
     size_t nl = strlen(name);
     for (const char *p = strstr(r->head, "\r\n"); p != NULL && p[2] != '\0';
          p = strstr(p + 2, "\r\n")) {
@@ -617,7 +618,7 @@ static void test_idle(void)
 
 struct load {
     int id, rounds;
-    char error[256];
+    char error[512];
 };
 
 static void *load_client(void *arg)
@@ -632,9 +633,15 @@ static void *load_client(void *arg)
                  big_one ? "mid.bin" : "hello.txt");
         hc_send(&hc, raw);
         struct resp r;
+        double t0 = h_now();
+        errno = 0;
         if (hc_response(&hc, 0, &r) < 0) {
+            int e = errno;
             snprintf(ld->error, sizeof ld->error,
-                     "client %d: no response to request %d", ld->id, i);
+                     "client %d: no response to request %d after %.3f s "
+                     "(%s, %zu bytes buffered: \"%.100s\")", ld->id, i,
+                     h_now() - t0, e ? strerror(e) : "end of stream", hc.len,
+                     hc.buf);
             break;
         }
         int ok = r.status == 200 &&
