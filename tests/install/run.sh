@@ -1,0 +1,77 @@
+#!/bin/sh
+# Usage: run.sh CMAKE BUILD_DIR CC WORK_DIR SOURCE_DIR [extra C flags...]
+# Installs the library from BUILD_DIR into a temporary prefix (and, staged,
+# with DESTDIR), then builds and runs tests/install/consumer.c three ways:
+# pkg-config (shared), pkg-config --static (libbluelet.a) and a CMake project
+# using find_package(bluelet). Any failing step fails the test.
+set -eu
+cmake=$1 build=$2 cc=$3 work=$4 src=$5
+shift 5
+extra="$*"
+fail() { echo "FAIL: $*"; exit 1; }
+step() { echo "--- $*"; }
+
+rm -rf "$work"
+mkdir -p "$work"
+prefix=$work/prefix
+
+step "cmake --install --prefix $prefix"
+"$cmake" --install "$build" --prefix "$prefix" >"$work/install.log" || {
+    cat "$work/install.log"; fail "install"; }
+pc=$(find "$prefix" -name bluelet.pc)
+[ -n "$pc" ] || fail "no bluelet.pc installed"
+libdir=$(dirname "$(dirname "$pc")")
+for f in "$prefix/include/bluelet.h" "$libdir/libbluelet.so.1" \
+         "$libdir/libbluelet.so" "$libdir/libbluelet.a" \
+         "$libdir/cmake/bluelet/blueletConfig.cmake" \
+         "$libdir/cmake/bluelet/blueletConfigVersion.cmake" \
+         "$libdir/cmake/bluelet/FindLibev.cmake"; do
+    [ -e "$f" ] || fail "not installed: $f"
+done
+[ -L "$libdir/libbluelet.so" ] || fail "libbluelet.so is not a symlink"
+grep -qx "prefix=$prefix" "$pc" || fail "bluelet.pc does not name the prefix installed to: $(head -1 "$pc")"
+
+step "DESTDIR staged install"
+DESTDIR=$work/stage "$cmake" --install "$build" --prefix /usr/local >"$work/stage.log" || {
+    cat "$work/stage.log"; fail "staged install"; }
+[ -e "$work/stage/usr/local/include/bluelet.h" ] || fail "DESTDIR not honoured"
+spc=$(find "$work/stage" -name bluelet.pc)
+grep -qx "prefix=/usr/local" "$spc" || fail "staged bluelet.pc: $(head -1 "$spc")"
+if grep -rq "$work/stage" "$work/stage" 2>/dev/null; then
+    fail "the staging directory leaks into installed files: $(grep -rl "$work/stage" "$work/stage")"
+fi
+
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+step "pkg-config: $(pkg-config --cflags --libs bluelet)"
+[ "$(pkg-config --modversion bluelet)" = "$(sed -n 's/^#define BL_VERSION_STRING "\(.*\)"/\1/p' "$prefix/include/bluelet.h")" ] ||
+    fail "pkg-config --modversion disagrees with bluelet.h"
+# shellcheck disable=SC2046,SC2086
+"$cc" $extra -o "$work/consumer_pc" "$src/consumer.c" $(pkg-config --cflags --libs bluelet) ||
+    fail "building with pkg-config"
+LD_LIBRARY_PATH=$libdir "$work/consumer_pc" || fail "running the pkg-config consumer"
+# It must have loaded the installed library, not another one.
+LD_LIBRARY_PATH=$libdir ldd "$work/consumer_pc" | grep -q "$libdir/libbluelet.so.1" ||
+    fail "consumer_pc did not load $libdir/libbluelet.so.1"
+
+step "pkg-config --static"
+# shellcheck disable=SC2046,SC2086
+"$cc" $extra -DBL_STATIC -o "$work/consumer_static" "$src/consumer.c" \
+    $(pkg-config --cflags bluelet) "$libdir/libbluelet.a" \
+    $(pkg-config --static --libs-only-l --libs-only-other bluelet | sed 's/-lbluelet//') ||
+    fail "building statically"
+if ldd "$work/consumer_static" | grep -q libbluelet; then
+    fail "the static consumer links libbluelet.so"
+fi
+"$work/consumer_static" || fail "running the static consumer"
+
+step "find_package(bluelet)"
+"$cmake" -S "$src/cmake_consumer" -B "$work/cmake_build" \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_FLAGS="$extra" -DCONSUMER_SOURCE="$src/consumer.c" \
+    >"$work/cmake_consumer.log" 2>&1 || { cat "$work/cmake_consumer.log"; fail "find_package"; }
+"$cmake" --build "$work/cmake_build" >"$work/cmake_consumer_build.log" 2>&1 || {
+    cat "$work/cmake_consumer_build.log"; fail "building the CMake consumer"; }
+"$work/cmake_build/consumer_cmake" || fail "running the CMake consumer"
+"$work/cmake_build/consumer_cmake_static" || fail "running the static CMake consumer"
+
+echo "ok: installed package works with pkg-config, pkg-config --static and find_package"
