@@ -86,7 +86,11 @@ static void conn_rcb(struct ev_loop *loop, ev_io *w, int revents)
     if (t != NULL) {
         c->reader = NULL;
         bl__wake(t, 0);
-    } else {
+    } else if (!c->rbusy) {
+        /* Nobody is reading: stop, or a level-triggered poll would keep
+         * reporting the unread bytes. A thread inside a read call that was
+         * woken and has not run yet will wait again at once: keep the
+         * watcher for it (stopping and restarting costs an epoll_ctl). */
         ev_io_stop(loop, w);
     }
 }
@@ -99,8 +103,8 @@ static void conn_wcb(struct ev_loop *loop, ev_io *w, int revents)
     if (t != NULL) {
         c->writer = NULL;
         bl__wake(t, 0);
-    } else {
-        ev_io_stop(loop, w);
+    } else if (!c->wbusy) {
+        ev_io_stop(loop, w);    /* as in conn_rcb */
     }
 }
 
