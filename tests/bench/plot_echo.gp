@@ -8,7 +8,7 @@ set title "Echo, 64-byte messages: round trips per second"
 set xlabel "connections"
 set ylabel "round trips / s"
 set logscale x
-set key left top
+set key right bottom
 set grid
 set yrange [0:*]
 plot datafile using 1:2 with linespoints title "libev callbacks (echo\\_libev)", \
