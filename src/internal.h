@@ -120,7 +120,9 @@ struct bl_thread {
 struct bl_sched {
     bl_thread *current;        /* the running green thread, or NULL */
     bl_thread *ready_head, *ready_tail;
-    unsigned switches;         /* since the last I/O poll, see bl__next */
+    unsigned switches;         /* since the last I/O poll, see run_next() */
+    unsigned nready;           /* threads on the ready queue */
+    unsigned round;            /* nready when the last poll ended */
     bl_thread *requeue;        /* thread to append after a poll (bl_sleep(0)) */
     double last_poll;
     void *main_sp;             /* the context of bl_sched_run() */

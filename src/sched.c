@@ -60,6 +60,7 @@ static inline void enqueue(bl_sched *s, bl_thread *t)
     else
         s->ready_head = t;
     s->ready_tail = t;
+    s->nready++;
 }
 
 static inline bl_thread *dequeue(bl_sched *s)
@@ -69,6 +70,7 @@ static inline bl_thread *dequeue(bl_sched *s)
         s->ready_head = t->next;
         if (s->ready_head == NULL)
             s->ready_tail = NULL;
+        s->nready--;
     }
     return t;
 }
@@ -121,12 +123,20 @@ static void free_dead_stacks(bl_sched *s)
 static inline void force_poll(bl_sched *s)
 {
     s->switches = BL_POLL_CHECK_MASK;
+    s->round = 0;
     s->last_poll = -1e300;
 }
 
+/* A poll in the middle of a busy queue is due once BL_POLL_INTERVAL has
+ * passed and the queue has had a full round since the last poll. The round
+ * matters with many I/O-bound threads: each poll re-reports every socket
+ * whose woken thread has not run yet (epoll is level-triggered), so polling
+ * every 64 switches through a queue of 1000 such threads costs quadratic
+ * kernel time, and what a poll wakes runs after the round anyway. */
 static inline int poll_due(bl_sched *s)
 {
-    return mono_now() - s->last_poll >= BL_POLL_INTERVAL;
+    return s->switches >= s->round &&
+           mono_now() - s->last_poll >= BL_POLL_INTERVAL;
 }
 
 /* `self` has stopped running (it is queued, parked or has ended): run the
@@ -141,9 +151,13 @@ static inline void run_next(bl_sched *s, bl_thread *self, void **save)
     bl_thread *next = s->ready_head;
     if (BL_LIKELY(next != NULL) &&
         BL_LIKELY((++s->switches & BL_POLL_CHECK_MASK) != 0 || !poll_due(s))) {
-        s->ready_head = next->next;
-        if (s->ready_head == NULL)
+        bl_thread *after = next->next;
+        s->ready_head = after;
+        if (after == NULL)
             s->ready_tail = NULL;
+        else
+            __builtin_prefetch(after->sp); /* its saved frame, needed next */
+        s->nready--;
         next->state = BL_T_RUNNING;
         if (next == self)
             return;
@@ -389,6 +403,7 @@ int bl_sched_run(bl_sched *s)
         }
         free_dead_stacks(s);
         s->switches = 0;
+        s->round = s->nready;
         s->last_poll = mono_now();
         bl_thread *next = dequeue(s);
         if (next == NULL)
