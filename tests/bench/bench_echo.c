@@ -3,6 +3,7 @@
  * threads) against echo_libev (hand-written libev callbacks), same run.
  *
  *   bench_echo [-d seconds] [-r repetitions] [-o datafile] [conns...]
+ *   bench_echo -p port [-d seconds] [conns...]   (a server already running)
  *
  * Defaults: 2 s per measurement, 5 repetitions (medians reported),
  * connection counts 1 50 1000, data file echo.dat. The load generator is
@@ -163,15 +164,16 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     double seconds = 2;
-    int reps = 5, opt;
+    int reps = 5, opt, ext_port = 0;
     const char *datafile = "echo.dat";
-    while ((opt = getopt(argc, argv, "d:r:o:")) != -1) {
+    while ((opt = getopt(argc, argv, "d:r:o:p:")) != -1) {
         switch (opt) {
+        case 'p': ext_port = atoi(optarg); break;
         case 'd': seconds = atof(optarg); break;
         case 'r': reps = atoi(optarg); break;
         case 'o': datafile = optarg; break;
         default:
-            fprintf(stderr, "usage: %s [-d seconds] [-r reps] [-o datafile] [conns...]\n",
+            fprintf(stderr, "usage: %s [-d seconds] [-r reps] [-o datafile] [-p port] [conns...]\n",
                     argv[0]);
             return 2;
         }
@@ -196,6 +198,12 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
+    if (ext_port > 0) {
+        for (int i = 0; i < nc; i++)
+            printf("%d conns: %.0f round trips/s\n", conns[i],
+                   measure(ext_port, conns[i], seconds));
+        return 0;
+    }
     static double rate[2][MAXC][100];
     for (int r = 0; r < reps; r++) {
         for (int s = 0; s < 2; s++) {
