@@ -32,6 +32,11 @@
 bl__switch:
         .cfi_startproc
         endbr64
+        /* Store the FP control state first, into the red zone slot that
+         * becomes the frame's lowest word after the pushes below: the two
+         * stores are slow, and the pushes run while they complete. */
+        stmxcsr -56(%rsp)
+        fnstcw  -52(%rsp)
         pushq   %rbp
         .cfi_adjust_cfa_offset 8
         .cfi_rel_offset rbp, 0
@@ -52,8 +57,6 @@ bl__switch:
         .cfi_rel_offset r15, 0
         subq    $8, %rsp
         .cfi_adjust_cfa_offset 8
-        stmxcsr (%rsp)
-        fnstcw  4(%rsp)
         movl    (%rsp), %eax            /* keep the old MXCSR and x87 CW */
         movzwl  4(%rsp), %ecx
 
@@ -120,10 +123,12 @@ bl__ctx_entry:
 bl__fpctl_get:
         .cfi_startproc
         endbr64
-        movq    $0, -8(%rsp)
         stmxcsr -8(%rsp)
         fnstcw  -4(%rsp)
-        movq    -8(%rsp), %rax
+        movl    -8(%rsp), %eax          /* two loads of the stored sizes */
+        movzwl  -4(%rsp), %ecx          /* forward from the stores */
+        shlq    $32, %rcx
+        orq     %rcx, %rax
         ret
         .cfi_endproc
         .size   bl__fpctl_get, .-bl__fpctl_get
