@@ -89,6 +89,17 @@
             CORE_FAIL("%s == %lld, expected %s == %lld", #a, a_, #b, b_);    \
     } while (0)
 
+/* Run fn(arg) as the one first green thread of a new scheduler, until every
+ * green thread has ended; any failure ends the test. */
+static inline void core_run_green(bl_func fn, void *arg)
+{
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
+    CHECK(bl_spawn(s, fn, arg) != NULL);
+    CHECK(bl_sched_run(s) == 0);
+    bl_sched_free(s);
+}
+
 static inline double core_now(void)
 {
     struct timespec ts;

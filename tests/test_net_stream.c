@@ -84,15 +84,6 @@ static void *many_main(void *arg)
     return NULL;
 }
 
-static void run_green(bl_func fn, void *arg)
-{
-    bl_sched *s = bl_sched_new();
-    CHECK(s != NULL);
-    CHECK(bl_spawn(s, fn, arg) != NULL);
-    CHECK(bl_sched_run(s) == 0);
-    bl_sched_free(s);
-}
-
 static void test_many_clients(void)
 {
     int n = CORE_SLOW ? 200 : 1000;
@@ -107,7 +98,7 @@ static void test_many_clients(void)
                (unsigned long long)rl.rlim_cur, n);
     }
     many_ok = 0;
-    run_green(many_main, (void *)(long)n);
+    core_run_green(many_main, (void *)(long)n);
     CHECK(many_ok == n);
     printf("ok: %d concurrent clients echoed byte-exact\n", n);
 }
@@ -147,7 +138,7 @@ static void *bulk_reader(void *arg)
 
 static void *bulk_os_thread(void *arg)
 {
-    run_green(bulk_reader, arg);
+    core_run_green(bulk_reader, arg);
     return NULL;
 }
 
@@ -179,7 +170,7 @@ static void *bulk_writer(void *arg)
 static void test_bulk(void)
 {
     struct bulk b = {.total = (size_t)(CORE_SLOW ? 10 : 100) << 20};
-    run_green(bulk_writer, &b);
+    core_run_green(bulk_writer, &b);
     CHECK(b.received == b.total);
     CHECK(b.recv_sum == b.sent_sum);
     printf("ok: %zu MB through bl_sendall, checksums match\n", b.total >> 20);
@@ -255,7 +246,7 @@ static void *reads_main(void *arg)
 static void test_reads(void)
 {
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
-    run_green(reads_main, NULL);
+    core_run_green(reads_main, NULL);
     printf("ok: partial and coalesced reads, readline/readuntil rules\n");
 }
 
@@ -315,7 +306,7 @@ static void *halfclose_main(void *arg)
 static void test_halfclose_reset_sigpipe(void)
 {
     CHECK(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
-    run_green(halfclose_main, NULL);
+    core_run_green(halfclose_main, NULL);
     printf("ok: half-close, ECONNRESET, EPIPE without SIGPIPE\n");
 }
 
@@ -384,7 +375,7 @@ static void *families_main(void *arg)
 
 static void test_families(void)
 {
-    run_green(families_main, NULL);
+    core_run_green(families_main, NULL);
     printf("ok: IPv6, Unix sockets, ECONNREFUSED, unknown host\n");
 }
 

@@ -10,15 +10,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-static void run_green(bl_func fn, void *arg)
-{
-    bl_sched *s = bl_sched_new();
-    CHECK(s != NULL);
-    CHECK(bl_spawn(s, fn, arg) != NULL);
-    CHECK(bl_sched_run(s) == 0);
-    bl_sched_free(s);
-}
-
 /* A connected pair: *a wrapped, *peer a raw non-wrapped fd. */
 static bl_conn *pair(int *peer)
 {
@@ -392,15 +383,15 @@ static void *emfile_main(void *arg)
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
-    run_green(timeouts_main, NULL);
+    core_run_green(timeouts_main, NULL);
     printf("ok: timeouts on recv, readline, sendall, accept, wait_fd\n");
-    run_green(cancel_main, NULL);
+    core_run_green(cancel_main, NULL);
     printf("ok: cancel wakes recv, sendall, accept, wait_fd with ECANCELED\n");
-    run_green(closewhile_main, NULL);
+    core_run_green(closewhile_main, NULL);
     printf("ok: closing a connection wakes its blocked reader and writer with EBADF\n");
-    run_green(duplex_main, NULL);
+    core_run_green(duplex_main, NULL);
     printf("ok: one thread reads while another writes the same connection\n");
-    run_green(emfile_main, NULL);
+    core_run_green(emfile_main, NULL);
     printf("ok: accept backs off on EMFILE and resumes\n");
     return 0;
 }
