@@ -472,7 +472,8 @@ void bl_sched_free(bl_sched *s)
 
 /* ---- green threads ---- */
 
-static __attribute__((noreturn)) void thread_end(bl_thread *t, void *result);
+static inline __attribute__((noreturn, always_inline)) void
+thread_end(bl_thread *t, void *result);
 
 static __attribute__((noreturn)) void thread_start(void *p)
 {
@@ -616,7 +617,11 @@ bl_thread *bl_spawn(bl_sched *s, bl_func fn, void *arg)
     return bl_spawn_ex(s, fn, arg, NULL);
 }
 
-static __attribute__((noreturn)) void thread_end(bl_thread *t, void *result)
+/* Inlined into thread_start() so that a thread's last switch is made one
+ * call deep, like the return-address predictor expects (see
+ * bl__ctx_entry). */
+static inline __attribute__((noreturn, always_inline)) void
+thread_end(bl_thread *t, void *result)
 {
     bl_sched *s = t->sched;
     t->result = result;

@@ -85,8 +85,15 @@ bl__ctx_entry:
         hint    #34                     /* bti c */
         mov     x29, #0
         mov     x0, x20
-        blr     x19
-        brk     #0
+        /* Enter x19 by a branch with x30 set by hand (a label here, so that
+         * unwinders still end in this function): a `blr` would leave an
+         * entry on the return-address predictor that no `ret` pops, and the
+         * rets after this thread's last switch would all be mispredicted.
+         * x16: a `bti c` landing pad accepts BR only through x16/x17. */
+        adr     x30, 1f
+        mov     x16, x19
+        br      x16
+1:      brk     #0
         .cfi_endproc
         .size   bl__ctx_entry, .-bl__ctx_entry
 

@@ -107,8 +107,15 @@ bl__ctx_entry:
         endbr64
         movq    %r13, %rdi
         xorl    %ebp, %ebp
-        callq   *%r12
-        ud2
+        /* Enter r12 by a jump with a return address pushed by hand (a label
+         * here, so that unwinders still end in this function): a `call`
+         * would leave an entry on the return-address predictor that no
+         * `ret` pops, and the rets after this thread's last switch would
+         * all be mispredicted. */
+        leaq    1f(%rip), %rax
+        pushq   %rax
+        jmpq    *%r12
+1:      ud2
         .cfi_endproc
         .size   bl__ctx_entry, .-bl__ctx_entry
 
