@@ -31,6 +31,11 @@
 /* ---- context switch (src/arch/<arch>/switch.S) ---- */
 
 BL_HIDDEN void bl__switch(void **save_sp, void *load_sp);
+#if defined(__x86_64__)
+/* Load load_sp like bl__switch, saving nothing. Entered by a jump (see
+ * thread_end in sched.c), never called. */
+BL_HIDDEN void bl__switch_final(void *load_sp);
+#endif
 BL_HIDDEN void bl__ctx_entry(void);
 BL_HIDDEN uint64_t bl__fpctl_get(void);
 

@@ -93,6 +93,46 @@ bl__switch:
         .size   bl__switch, .-bl__switch
 
 /*
+ * bl__switch_final(load_sp): the last switch of an ending thread. Jumped to
+ * (not called) from thread_end in sched.c; loads the context at load_sp as
+ * bl__switch does and jumps to its return address instead of `ret`, so
+ * that the return-address predictor keeps the entries of the thread it
+ * resumes. notrack: return addresses are not IBT landing pads.
+ */
+        .globl  bl__switch_final
+        .hidden bl__switch_final
+        .type   bl__switch_final, @function
+        .p2align 4
+bl__switch_final:
+        .cfi_startproc
+        .cfi_undefined rip
+        stmxcsr -8(%rsp)
+        fnstcw  -4(%rsp)
+        movl    -8(%rsp), %eax
+        movzwl  -4(%rsp), %ecx
+        movq    %rdi, %rsp
+        cmpl    (%rsp), %eax
+        jne     2f
+        cmpw    4(%rsp), %cx
+        jne     2f
+1:
+        movq    8(%rsp), %r15
+        movq    16(%rsp), %r14
+        movq    24(%rsp), %r13
+        movq    32(%rsp), %r12
+        movq    40(%rsp), %rbx
+        movq    48(%rsp), %rbp
+        movq    56(%rsp), %rcx
+        addq    $64, %rsp
+        notrack jmpq *%rcx
+2:
+        ldmxcsr (%rsp)
+        fldcw   4(%rsp)
+        jmp     1b
+        .cfi_endproc
+        .size   bl__switch_final, .-bl__switch_final
+
+/*
  * First code run on a new green thread's stack, entered by bl__switch's
  * `ret`. Calls r12(r13); the callee never returns. The return address is
  * marked undefined so that debuggers and unwinders stop here.
