@@ -139,36 +139,35 @@ static inline int poll_due(bl_sched *s)
            mono_now() - s->last_poll >= BL_POLL_INTERVAL;
 }
 
-/* `self` has stopped running (it is queued, parked or has ended): run the
- * next ready thread, or the scheduler context. Returns when self runs again
- * (never when it has ended: then `save` is a scratch slot). */
+/* The ready thread to switch to next, taken off the queue; NULL when it is
+ * time for the scheduler loop (the queue is empty or a poll is due). */
+static inline bl_thread *take_next(bl_sched *s)
+{
+    bl_thread *next = s->ready_head;
+    if (BL_UNLIKELY(next == NULL) ||
+        BL_UNLIKELY((++s->switches & BL_POLL_CHECK_MASK) == 0 && poll_due(s)))
+        return NULL;
+    bl_thread *after = next->next;
+    s->ready_head = after;
+    if (after == NULL)
+        s->ready_tail = NULL;
+    else
+        __builtin_prefetch(after->sp); /* its saved frame, needed next */
+    s->nready--;
+    next->state = BL_T_RUNNING;
+    return next;
+}
+
+/* `self` has stopped running (it is queued or parked): run the next ready
+ * thread, or the scheduler context. Returns when self runs again. */
 static inline void run_next(bl_sched *s, bl_thread *self, void **save)
 {
-#ifdef BL_ASAN
-    /* A thread that has ended has no fake stack to keep. */
-    void **fake = save == &self->sp ? &self->asan_fake : NULL;
-#endif
-    bl_thread *next = s->ready_head;
-    if (BL_LIKELY(next != NULL) &&
-        BL_LIKELY((++s->switches & BL_POLL_CHECK_MASK) != 0 || !poll_due(s))) {
-        bl_thread *after = next->next;
-        s->ready_head = after;
-        if (after == NULL)
-            s->ready_tail = NULL;
-        else
-            __builtin_prefetch(after->sp); /* its saved frame, needed next */
-        s->nready--;
-        next->state = BL_T_RUNNING;
-        if (next == self)
-            return;
-        s->current = next;
-        ASAN_START(s, fake, next);
-        bl__switch(save, next->sp);
-    } else {
-        s->current = NULL;
-        ASAN_START(s, fake, NULL);
-        bl__switch(save, s->main_sp);
-    }
+    bl_thread *next = take_next(s);
+    if (next == self)
+        return;
+    s->current = next;
+    ASAN_START(s, &self->asan_fake, next);
+    bl__switch(save, next != NULL ? next->sp : s->main_sp);
     switched_in(s, ASAN_FAKE(self->asan_fake));
 }
 
@@ -656,31 +655,19 @@ thread_end(bl_thread *t, void *result)
         bl__wake(t->joiner, 0);
     if (t->flags & BL_F_DETACHED)
         slot_free(s, t);
+    /* The last switch: nothing of this thread is kept (no fake stack for
+     * ASan either). */
+    bl_thread *next = take_next(s);
+    s->current = next;
+    ASAN_START(s, NULL, next);
+    void *to = next != NULL ? next->sp : s->main_sp;
 #if defined(__x86_64__)
-    /* The last switch: nothing of this thread is saved. Entered by a jump
-     * and leaving by a (predicted) jump, it leaves the return-address
-     * predictor as the thread we switch to left it, so its rets hit. */
-    bl_thread *next = s->ready_head;
-    void *to;
-    if (BL_LIKELY(next != NULL) &&
-        BL_LIKELY((++s->switches & BL_POLL_CHECK_MASK) != 0 || !poll_due(s))) {
-        s->ready_head = next->next;
-        if (s->ready_head == NULL)
-            s->ready_tail = NULL;
-        s->nready--;
-        next->state = BL_T_RUNNING;
-        s->current = next;
-        ASAN_START(s, NULL, next);
-        to = next->sp;
-    } else {
-        s->current = NULL;
-        ASAN_START(s, NULL, NULL);
-        to = s->main_sp;
-    }
+    /* Entered by a jump and left by a predicted jump, the switch leaves the
+     * return-address predictor as the resumed thread left it. */
     __asm__ volatile("jmp bl__switch_final" : : "D"(to) : "memory");
 #else
     void *scratch;
-    run_next(s, t, &scratch);
+    bl__switch(&scratch, to);
 #endif
     __builtin_unreachable();
 }
