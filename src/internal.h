@@ -31,12 +31,18 @@
 /* ---- context switch (src/arch/<arch>/switch.S) ---- */
 
 BL_HIDDEN void bl__switch(void **save_sp, void *load_sp);
-#if defined(__x86_64__)
 /* Load load_sp like bl__switch, saving nothing. Entered by a jump (see
  * thread_end in sched.c), never called. */
 BL_HIDDEN void bl__switch_final(void *load_sp);
-#endif
 BL_HIDDEN void bl__ctx_entry(void);
+/* Set in the FP control word of a new thread's first frame (a bit that is
+ * reserved, so zero, in MXCSR and in FPCR): bl__switch enters such a frame
+ * by jumping to bl__ctx_entry instead of returning into it. */
+#if defined(__x86_64__)
+#define BL_FRAME_NEW ((uint64_t)1 << 31)
+#else
+#define BL_FRAME_NEW ((uint64_t)1 << 63)
+#endif
 BL_HIDDEN uint64_t bl__fpctl_get(void);
 
 /* ---- stacks (stack.c) ---- */

@@ -482,27 +482,22 @@ static __attribute__((noreturn)) void thread_start(void *p)
 }
 
 /* Lay out a new thread's first frame as bl__switch expects it (see the .S
- * files); returns the stack pointer to load. */
+ * files); returns the stack pointer to load. The mark BL_FRAME_NEW in the
+ * FP control word tells bl__switch to enter the thread by a jump to
+ * bl__ctx_entry; the registers it does not load are left unwritten. */
 static void *ctx_init(bl__stack *st, bl_thread *t)
 {
     uintptr_t top = (uintptr_t)st & ~(uintptr_t)15; /* below the descriptor */
-    uint64_t fpctl = bl__fpctl_get();
+    uint64_t fpctl = bl__fpctl_get() | BL_FRAME_NEW;
 #if defined(__x86_64__)
     uint64_t *f = (uint64_t *)(top - 8 * sizeof(uint64_t));
     f[0] = fpctl;                       /* MXCSR, x87 control word */
-    f[1] = 0;                           /* r15 */
-    f[2] = 0;                           /* r14 */
     f[3] = (uint64_t)(uintptr_t)t;      /* r13: argument */
     f[4] = (uint64_t)(uintptr_t)thread_start; /* r12: function */
-    f[5] = 0;                           /* rbx */
-    f[6] = 0;                           /* rbp */
-    f[7] = (uint64_t)(uintptr_t)bl__ctx_entry; /* return address */
 #else
     uint64_t *f = (uint64_t *)(top - 176);
-    memset(f, 0, 176);
     f[0] = (uint64_t)(uintptr_t)thread_start; /* x19: function */
     f[1] = (uint64_t)(uintptr_t)t;            /* x20: argument */
-    f[11] = (uint64_t)(uintptr_t)bl__ctx_entry; /* x30 */
     f[20] = fpctl;                            /* FPCR */
 #endif
     return f;
@@ -661,13 +656,13 @@ thread_end(bl_thread *t, void *result)
     s->current = next;
     ASAN_START(s, NULL, next);
     void *to = next != NULL ? next->sp : s->main_sp;
+    /* Entered by a jump, not a call: its `ret` pops the predictor entry
+     * pushed by the call that first switched into this thread. */
 #if defined(__x86_64__)
-    /* Entered by a jump and left by a predicted jump, the switch leaves the
-     * return-address predictor as the resumed thread left it. */
     __asm__ volatile("jmp bl__switch_final" : : "D"(to) : "memory");
 #else
-    void *scratch;
-    bl__switch(&scratch, to);
+    register void *x0 __asm__("x0") = to;
+    __asm__ volatile("b bl__switch_final" : : "r"(x0) : "memory");
 #endif
     __builtin_unreachable();
 }

@@ -11,8 +11,9 @@
  *   64 x27 72 x28  80 x29  88 x30  96 d8 104 d9 112 d10 120 d11
  *  128 d12 136 d13 144 d14 152 d15  160 FPCR  168 (padding)
  *
- * A new thread's frame is prepared by C (bl__ctx_init in sched.c): x19 =
- * entry function, x20 = its argument, x30 = bl__ctx_entry.
+ * A new thread's frame is prepared by C (ctx_init in sched.c): bit 63 of
+ * the FPCR word set (the mark of a new thread), x19 = entry function, x20 =
+ * its argument; bl__switch enters it by branching to bl__ctx_entry.
  *
  * Return addresses are not signed (no PAC), so the property note claims BTI
  * only; `bti c` marks each function entered by an indirect call.
@@ -47,12 +48,11 @@ bl__switch:
         mov     x9, sp
         str     x9, [x0]                /* save the old context */
         mov     sp, x1                  /* switch to the new one */
-
+.Lload:
         ldr     x9, [sp, #160]
         mrs     x10, fpcr
         cmp     x9, x10
-        b.eq    1f
-        msr     fpcr, x9                /* writing FPCR is slow: only on change */
+        b.ne    2f                      /* FPCR differs, or a new thread */
 1:
         ldp     x19, x20, [sp, #0]
         ldp     x21, x22, [sp, #16]
@@ -65,14 +65,55 @@ bl__switch:
         ldp     d12, d13, [sp, #128]
         ldp     d14, d15, [sp, #144]
         add     sp, sp, #176
+        .cfi_remember_state
         .cfi_adjust_cfa_offset -176
         ret
+        .cfi_restore_state
+2:
+        tbnz    x9, #63, 3f
+        msr     fpcr, x9                /* writing FPCR is slow: only on change */
+        b       1b
+3:
+        /* A new thread (bit 63 of its FPCR word, which is RES0). It is
+         * entered by a branch, not by `ret`: the `bl` that brought us here
+         * set a return-predictor entry that the thread's last switch pops
+         * (bl__switch_final returns with `ret`), so calls and returns stay
+         * paired, and a `ret` here would always be mispredicted. */
+        and     x9, x9, #0x7fffffffffffffff
+        cmp     x9, x10
+        b.eq    4f
+        msr     fpcr, x9
+4:
+        ldp     x19, x20, [sp, #0]      /* thread function, argument */
+        add     sp, sp, #176
+        .cfi_adjust_cfa_offset -176
+        b       bl__ctx_entry
         .cfi_endproc
         .size   bl__switch, .-bl__switch
 
 /*
- * First code run on a new green thread's stack, entered by bl__switch's
- * `ret`. Calls x19(x20); the callee never returns. x30 is marked undefined
+ * bl__switch_final(load_sp): the last switch of an ending thread. Branched
+ * to (not called) from thread_end in sched.c; loads the context at load_sp
+ * as bl__switch does, saving nothing. Its `ret` pops the return-predictor
+ * entry of the `bl` that first switched into the ending thread (see 3 in
+ * bl__switch).
+ */
+        .globl  bl__switch_final
+        .hidden bl__switch_final
+        .type   bl__switch_final, %function
+        .p2align 4
+bl__switch_final:
+        .cfi_startproc
+        .cfi_undefined x30
+        hint    #34                     /* bti c */
+        mov     sp, x0
+        b       .Lload
+        .cfi_endproc
+        .size   bl__switch_final, .-bl__switch_final
+
+/*
+ * First code run on a new green thread's stack, branched to by bl__switch
+ * (see 3 there). Calls x19(x20); the callee never returns. x30 is marked undefined
  * so that debuggers and unwinders stop here.
  */
         .globl  bl__ctx_entry

@@ -15,8 +15,9 @@
  *    8  r15   16 r14   24 r13   32 r12   40 rbx   48 rbp
  *   56  return address (pushed by the caller's `call`)
  *
- * A new thread's stack is prepared by C (bl__ctx_init in sched.c) with the same
- * layout: r12 = entry function, r13 = its argument, return address =
+ * A new thread's stack is prepared by C (ctx_init in sched.c) with the same
+ * layout: bit 31 of the MXCSR word set (the mark of a new thread), r12 =
+ * entry function, r13 = its argument; bl__switch enters it by jumping to
  * bl__ctx_entry.
  *
  * Shadow stacks (CET SHSTK) are not supported, so the property note claims
@@ -62,14 +63,18 @@ bl__switch:
 
         movq    %rsp, (%rdi)            /* save the old context */
         movq    %rsi, %rsp              /* switch to the new one */
-
-        /* ldmxcsr and fldcw are slow; most switches find the same values. */
+.Lload:
+        /* eax/ecx: the outgoing MXCSR and x87 CW. ldmxcsr and fldcw are
+         * slow; most switches find the same values. A new thread's frame
+         * has bit 31 set in its MXCSR word (reserved, zero in any real
+         * MXCSR), so it always takes the out-of-line path at 2. */
         cmpl    (%rsp), %eax
         jne     2f
         cmpw    4(%rsp), %cx
-        jne     2f
+        jne     3f
 1:
         addq    $8, %rsp
+        .cfi_remember_state
         .cfi_adjust_cfa_offset -8
         popq    %r15
         .cfi_adjust_cfa_offset -8
@@ -84,20 +89,48 @@ bl__switch:
         popq    %rbp
         .cfi_adjust_cfa_offset -8
         ret
-        .cfi_adjust_cfa_offset 56
+        .cfi_restore_state
 2:
+        movl    (%rsp), %edx
+        testl   %edx, %edx
+        js      4f
         ldmxcsr (%rsp)
+        cmpw    4(%rsp), %cx
+        je      1b
+3:
         fldcw   4(%rsp)
         jmp     1b
+4:
+        /* A new thread. Its first instruction is reached by a jump, not
+         * by `ret`: the `call` that brought us here pushed a return
+         * address that the thread's last switch pops (bl__switch_final
+         * returns with `ret`), so calls and returns stay paired for the
+         * return-address predictor, and a `ret` here would always be
+         * mispredicted. */
+        andl    $0x7fffffff, %edx
+        movl    %edx, (%rsp)
+        cmpl    %edx, %eax
+        je      5f
+        ldmxcsr (%rsp)
+5:
+        cmpw    4(%rsp), %cx
+        je      6f
+        fldcw   4(%rsp)
+6:
+        movq    32(%rsp), %r12          /* thread function */
+        movq    24(%rsp), %r13          /* its argument */
+        addq    $64, %rsp
+        .cfi_adjust_cfa_offset -64
+        jmp     bl__ctx_entry
         .cfi_endproc
         .size   bl__switch, .-bl__switch
 
 /*
  * bl__switch_final(load_sp): the last switch of an ending thread. Jumped to
  * (not called) from thread_end in sched.c; loads the context at load_sp as
- * bl__switch does and jumps to its return address instead of `ret`, so
- * that the return-address predictor keeps the entries of the thread it
- * resumes. notrack: return addresses are not IBT landing pads.
+ * bl__switch does, saving nothing. Its `ret` pops the return address that
+ * the call which first switched into the ending thread pushed (see 4 in
+ * bl__switch).
  */
         .globl  bl__switch_final
         .hidden bl__switch_final
@@ -111,30 +144,13 @@ bl__switch_final:
         movl    -8(%rsp), %eax
         movzwl  -4(%rsp), %ecx
         movq    %rdi, %rsp
-        cmpl    (%rsp), %eax
-        jne     2f
-        cmpw    4(%rsp), %cx
-        jne     2f
-1:
-        movq    8(%rsp), %r15
-        movq    16(%rsp), %r14
-        movq    24(%rsp), %r13
-        movq    32(%rsp), %r12
-        movq    40(%rsp), %rbx
-        movq    48(%rsp), %rbp
-        movq    56(%rsp), %rcx
-        addq    $64, %rsp
-        notrack jmpq *%rcx
-2:
-        ldmxcsr (%rsp)
-        fldcw   4(%rsp)
-        jmp     1b
+        jmp     .Lload
         .cfi_endproc
         .size   bl__switch_final, .-bl__switch_final
 
 /*
- * First code run on a new green thread's stack, entered by bl__switch's
- * `ret`. Calls r12(r13); the callee never returns. The return address is
+ * First code run on a new green thread's stack, jumped to by bl__switch
+ * (see 4 there). Calls r12(r13); the callee never returns. The return address is
  * marked undefined so that debuggers and unwinders stop here.
  */
         .globl  bl__ctx_entry
