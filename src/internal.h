@@ -43,7 +43,6 @@ BL_HIDDEN void bl__ctx_entry(void);
 #else
 #define BL_FRAME_NEW ((uint64_t)1 << 63)
 #endif
-BL_HIDDEN uint64_t bl__fpctl_get(void);
 
 /* ---- stacks (stack.c) ---- */
 
@@ -113,7 +112,6 @@ struct bl_thread {
     void *arg;
     void *result;
     struct bl_thread *joiner;  /* thread blocked in bl_join() on us */
-    struct bl_thread *all_prev, *all_next; /* live threads of the scheduler */
     bl__stack *stack;
     const char *waiting;       /* what a blocked thread waits for (reports) */
     unsigned long long id;
@@ -139,14 +137,12 @@ struct bl_sched {
     void *main_sp;             /* the context of bl_sched_run() */
     bl__stack *dead_stacks;    /* ended threads' stacks the cache did not take */
     struct ev_loop *loop;
-    bl_thread *all;            /* live (not yet ended) threads */
     size_t nlive;              /* threads not yet ended */
-    size_t nslots;             /* threads not yet reaped */
     unsigned long long next_id;
     size_t stack_size;
     bl__stack_cache stacks;
     bl_thread *free_head, *free_tail; /* FIFO of free thread slots */
-    void **chunks;             /* thread slot chunks */
+    bl_thread **chunks;        /* thread slots, BL_SLOTS_PER_CHUNK each */
     size_t nchunks, chunks_cap;
     int running;
     int freeing;

@@ -75,6 +75,15 @@ static inline bl_thread *dequeue(bl_sched *s)
     return t;
 }
 
+/* Make a parked thread ready (bl__wake()). */
+static inline void wake(bl_sched *s, bl_thread *t, int err)
+{
+    if (t->state != BL_T_BLOCKED)
+        return;
+    t->wake_err = err;
+    enqueue(s, t);
+}
+
 /* ---- switching ---- */
 
 #ifdef BL_ASAN
@@ -141,7 +150,7 @@ static inline int poll_due(bl_sched *s)
 
 /* The ready thread to switch to next, taken off the queue; NULL when it is
  * time for the scheduler loop (the queue is empty or a poll is due). */
-static inline bl_thread *take_next(bl_sched *s)
+static inline __attribute__((always_inline)) bl_thread *take_next(bl_sched *s)
 {
     bl_thread *next = s->ready_head;
     if (BL_UNLIKELY(next == NULL) ||
@@ -160,7 +169,8 @@ static inline bl_thread *take_next(bl_sched *s)
 
 /* `self` has stopped running (it is queued or parked): run the next ready
  * thread, or the scheduler context. Returns when self runs again. */
-static inline void run_next(bl_sched *s, bl_thread *self, void **save)
+static inline __attribute__((always_inline)) void
+run_next(bl_sched *s, bl_thread *self, void **save)
 {
     bl_thread *next = take_next(s);
     if (next == self)
@@ -198,44 +208,49 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 /* ---- thread slots ---- */
 
-static bl_thread *slot_alloc(bl_sched *s)
+/* Add a chunk of free slots; 0, or -1 when out of memory. */
+static __attribute__((noinline)) int slots_grow(bl_sched *s)
 {
-    if (s->free_head == NULL) {
-        if (s->nchunks == s->chunks_cap) {
-            size_t cap = s->chunks_cap ? s->chunks_cap * 2 : 16;
-            void **c = realloc(s->chunks, cap * sizeof *c);
-            if (c == NULL)
-                return NULL;
-            s->chunks = c;
-            s->chunks_cap = cap;
-        }
-        bl_thread *chunk = calloc(BL_SLOTS_PER_CHUNK, sizeof *chunk);
-        if (chunk == NULL)
-            return NULL;
-        s->chunks[s->nchunks++] = chunk;
-        /* What never changes for a slot is set once, here. */
-        for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
-            bl_thread *t = &chunk[i];
-            t->magic = BL_THREAD_MAGIC;
-            t->sched = s;
-            t->next = i + 1 < BL_SLOTS_PER_CHUNK ? &chunk[i + 1] : NULL;
-            ev_timer_init(&t->timer, timer_cb, 0., 0.);
-            t->timer.data = t;
-            ev_io_init(&t->io, io_cb, 0, 0);
-            t->io.data = t;
-        }
-        s->free_head = chunk;
-        s->free_tail = &chunk[BL_SLOTS_PER_CHUNK - 1];
+    if (s->nchunks == s->chunks_cap) {
+        size_t cap = s->chunks_cap ? s->chunks_cap * 2 : 16;
+        bl_thread **c = realloc(s->chunks, cap * sizeof *c);
+        if (c == NULL)
+            return -1;
+        s->chunks = c;
+        s->chunks_cap = cap;
     }
+    bl_thread *chunk = calloc(BL_SLOTS_PER_CHUNK, sizeof *chunk);
+    if (chunk == NULL)
+        return -1;
+    s->chunks[s->nchunks++] = chunk;
+    /* What never changes for a slot is set once, here. */
+    for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
+        bl_thread *t = &chunk[i];
+        t->magic = BL_THREAD_MAGIC;
+        t->sched = s;
+        t->next = i + 1 < BL_SLOTS_PER_CHUNK ? &chunk[i + 1] : NULL;
+        ev_timer_init(&t->timer, timer_cb, 0., 0.);
+        t->timer.data = t;
+        ev_io_init(&t->io, io_cb, 0, 0);
+        t->io.data = t;
+    }
+    s->free_head = chunk;
+    s->free_tail = &chunk[BL_SLOTS_PER_CHUNK - 1];
+    return 0;
+}
+
+static inline bl_thread *slot_alloc(bl_sched *s)
+{
+    if (BL_UNLIKELY(s->free_head == NULL) && slots_grow(s) < 0)
+        return NULL;
     bl_thread *t = s->free_head;
     s->free_head = t->next;
     if (s->free_head == NULL)
         s->free_tail = NULL;
-    s->nslots++;
     return t;
 }
 
-static void slot_free(bl_sched *s, bl_thread *t)
+static inline void slot_free(bl_sched *s, bl_thread *t)
 {
     t->state = BL_T_FREE;
     t->next = NULL;
@@ -245,7 +260,14 @@ static void slot_free(bl_sched *s, bl_thread *t)
     else
         s->free_head = t;
     s->free_tail = t;
-    s->nslots--;
+}
+
+/* Live threads (spawned and not yet ended) are the slots in use that are
+ * not BL_T_DONE; found by walking the chunks, which only deadlock reports
+ * and bl_sched_free() do, so that spawning and ending keep no list. */
+static inline int live(const bl_thread *t)
+{
+    return t->state != BL_T_FREE && t->state != BL_T_DONE;
 }
 
 static int valid(const bl_thread *t)
@@ -343,10 +365,16 @@ void bl__report_deadlock(bl_sched *s)
     fprintf(stderr, "bluelet: deadlock: %zu green thread%s blocked with "
                     "nothing left to wake %s:\n",
             s->nlive, s->nlive == 1 ? "" : "s", s->nlive == 1 ? "it" : "them");
-    for (bl_thread *t = s->all; t != NULL; t = t->all_next)
-        fprintf(stderr, "bluelet:   #%llu%s%s%s in %s\n", t->id,
-                t->name[0] ? " \"" : "", t->name, t->name[0] ? "\"" : "",
-                t->waiting != NULL ? t->waiting : "?");
+    for (size_t c = 0; c < s->nchunks; c++) {
+        for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
+            const bl_thread *t = &s->chunks[c][i];
+            if (live(t))
+                fprintf(stderr, "bluelet:   #%llu%s%s%s in %s\n", t->id,
+                        t->name[0] ? " \"" : "", t->name,
+                        t->name[0] ? "\"" : "",
+                        t->waiting != NULL ? t->waiting : "?");
+        }
+    }
 }
 
 #ifdef BL_ASAN
@@ -443,16 +471,21 @@ void bl_sched_free(bl_sched *s)
             return;
         }
         s->freeing = 1;
-        for (bl_thread *t = s->all; t != NULL; t = t->all_next)
-            bl_cancel(t);
+        for (size_t c = 0; c < s->nchunks; c++)
+            for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++)
+                if (live(&s->chunks[c][i]))
+                    bl_cancel(&s->chunks[c][i]);
         if (bl_sched_run(s) < 0 && s->nlive > 0)
             fprintf(stderr, "bluelet: bl_sched_free: %zu green threads did "
                             "not end when cancelled; their stacks are "
                             "released as they are\n", s->nlive);
-        for (bl_thread *t = s->all; t != NULL; t = t->all_next) {
-            if (t->stack != NULL) {
-                bl__stack copy = *t->stack;
-                bl__stack_unmap(&copy);
+        for (size_t c = 0; c < s->nchunks; c++) {
+            for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
+                bl_thread *t = &s->chunks[c][i];
+                if (live(t) && t->stack != NULL) {
+                    bl__stack copy = *t->stack;
+                    bl__stack_unmap(&copy);
+                }
             }
         }
     }
@@ -481,6 +514,23 @@ static __attribute__((noreturn)) void thread_start(void *p)
     thread_end(t, t->fn(t->arg));
 }
 
+/* The running thread's FP control state, in the layout of a switch frame's
+ * FP word: MXCSR in the low 32 bits and the x87 control word above it on
+ * x86-64, FPCR on AArch64. */
+static inline uint64_t fpctl_get(void)
+{
+#if defined(__x86_64__)
+    uint32_t mxcsr;
+    uint16_t cw;
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(cw));
+    return mxcsr | (uint64_t)cw << 32;
+#else
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    return fpcr;
+#endif
+}
+
 /* Lay out a new thread's first frame as bl__switch expects it (see the .S
  * files); returns the stack pointer to load. The mark BL_FRAME_NEW in the
  * FP control word tells bl__switch to enter the thread by a jump to
@@ -488,7 +538,7 @@ static __attribute__((noreturn)) void thread_start(void *p)
 static void *ctx_init(bl__stack *st, bl_thread *t)
 {
     uintptr_t top = (uintptr_t)st & ~(uintptr_t)15; /* below the descriptor */
-    uint64_t fpctl = bl__fpctl_get() | BL_FRAME_NEW;
+    uint64_t fpctl = fpctl_get() | BL_FRAME_NEW;
 #if defined(__x86_64__)
     uint64_t *f = (uint64_t *)(top - 8 * sizeof(uint64_t));
     f[0] = fpctl;                       /* MXCSR, x87 control word */
@@ -596,11 +646,6 @@ bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
     t->asan_fake = NULL;
 #endif
     t->sp = ctx_init(st, t);
-    t->all_prev = NULL;
-    t->all_next = s->all;
-    if (s->all != NULL)
-        s->all->all_prev = t;
-    s->all = t;
     s->nlive++;
     enqueue(s, t);
     return t;
@@ -620,12 +665,6 @@ thread_end(bl_thread *t, void *result)
     bl_sched *s = t->sched;
     t->result = result;
     t->state = BL_T_DONE;
-    if (t->all_prev != NULL)
-        t->all_prev->all_next = t->all_next;
-    else
-        s->all = t->all_next;
-    if (t->all_next != NULL)
-        t->all_next->all_prev = t->all_prev;
     s->nlive--;
     /* Retire the stack we are still running on: nothing reuses it before a
      * later bl_spawn(), which runs on another stack after our last switch. */
@@ -647,7 +686,7 @@ thread_end(bl_thread *t, void *result)
         s->dead_stacks = st;
     }
     if (t->joiner != NULL)
-        bl__wake(t->joiner, 0);
+        wake(s, t->joiner, 0);
     if (t->flags & BL_F_DETACHED)
         slot_free(s, t);
     /* The last switch: nothing of this thread is kept (no fake stack for
@@ -757,9 +796,10 @@ double bl__remaining(bl_sched *s, double deadline)
     return left > 0 ? left : 0;
 }
 
-int bl__park(bl_thread *self, const char *what, double timeout)
+/* bl__park(), inlined where the timeout is a constant. */
+static inline __attribute__((always_inline)) int
+park(bl_sched *s, bl_thread *self, const char *what, double timeout)
 {
-    bl_sched *s = self->sched;
     if (self->flags & BL_F_CANCELLED)
         return ECANCELED;
     if (timeout == 0)
@@ -781,12 +821,14 @@ int bl__park(bl_thread *self, const char *what, double timeout)
     return self->wake_err;
 }
 
+int bl__park(bl_thread *self, const char *what, double timeout)
+{
+    return park(self->sched, self, what, timeout);
+}
+
 void bl__wake(bl_thread *t, int err)
 {
-    if (t->state != BL_T_BLOCKED)
-        return;
-    t->wake_err = err;
-    enqueue(t->sched, t);
+    wake(t->sched, t, err);
 }
 
 int bl_sleep(double seconds)
@@ -824,17 +866,16 @@ int bl_sleep(double seconds)
     return -1;
 }
 
-int bl_join(bl_thread *t, void **result)
-{
-    return bl_join_timeout(t, result, -1);
-}
-
-int bl_join_timeout(bl_thread *t, void **result, double timeout)
+/* bl_join() and bl_join_timeout(); timeout < 0: none, NaN: EINVAL if the
+ * thread has not ended. */
+static inline __attribute__((always_inline)) int
+join(bl_thread *t, void **result, double timeout)
 {
     bl_thread *self = bl__self_or_eperm();
     if (self == NULL)
         return -1;
-    if (!valid(t) || t->sched != self->sched) {
+    bl_sched *s = self->sched;
+    if (!valid(t) || t->sched != s) {
         errno = EINVAL;
         return -1;
     }
@@ -848,9 +889,7 @@ int bl_join_timeout(bl_thread *t, void **result, double timeout)
     }
     if (t->state != BL_T_DONE) {
         t->joiner = self;
-        int err = isnan(timeout) ? EINVAL
-                  : bl__park(self, "bl_join", timeout < 0 || isinf(timeout)
-                                                  ? -1 : timeout);
+        int err = isnan(timeout) ? EINVAL : park(s, self, "bl_join", timeout);
         t->joiner = NULL;
         if (err != 0) {
             errno = err;
@@ -859,8 +898,18 @@ int bl_join_timeout(bl_thread *t, void **result, double timeout)
     }
     if (result != NULL)
         *result = t->result;
-    slot_free(t->sched, t);
+    slot_free(s, t);
     return 0;
+}
+
+int bl_join(bl_thread *t, void **result)
+{
+    return join(t, result, -1);
+}
+
+int bl_join_timeout(bl_thread *t, void **result, double timeout)
+{
+    return join(t, result, timeout < 0 || isinf(timeout) ? -1 : timeout);
 }
 
 int bl_detach(bl_thread *t)

@@ -138,19 +138,6 @@ bl__ctx_entry:
         .cfi_endproc
         .size   bl__ctx_entry, .-bl__ctx_entry
 
-/* uint64_t bl__fpctl_get(void): the caller's FPCR. */
-        .globl  bl__fpctl_get
-        .hidden bl__fpctl_get
-        .type   bl__fpctl_get, %function
-        .p2align 4
-bl__fpctl_get:
-        .cfi_startproc
-        hint    #34                     /* bti c */
-        mrs     x0, fpcr
-        ret
-        .cfi_endproc
-        .size   bl__fpctl_get, .-bl__fpctl_get
-
 /* GNU property note: this object supports BTI, and nothing else. */
         .section .note.gnu.property, "a"
         .p2align 3

@@ -175,27 +175,6 @@ bl__ctx_entry:
         .cfi_endproc
         .size   bl__ctx_entry, .-bl__ctx_entry
 
-/*
- * uint64_t bl__fpctl_get(void): the caller's MXCSR (low 32 bits) and x87
- * control word (bits 32-47), in the layout of bl__switch's frame.
- */
-        .globl  bl__fpctl_get
-        .hidden bl__fpctl_get
-        .type   bl__fpctl_get, @function
-        .p2align 4
-bl__fpctl_get:
-        .cfi_startproc
-        endbr64
-        stmxcsr -8(%rsp)
-        fnstcw  -4(%rsp)
-        movl    -8(%rsp), %eax          /* two loads of the stored sizes */
-        movzwl  -4(%rsp), %ecx          /* forward from the stores */
-        shlq    $32, %rcx
-        orq     %rcx, %rax
-        ret
-        .cfi_endproc
-        .size   bl__fpctl_get, .-bl__fpctl_get
-
 /* GNU property note: this object supports IBT (endbr64 at every indirect
  * branch target), and nothing else. */
         .section .note.gnu.property, "a"
