@@ -566,8 +566,38 @@ static void set_name(bl_thread *t, const char *name)
     t->name[n] = '\0';
 }
 
-bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
-                       const bl_spawn_opts *o)
+/* Fill in a new thread in slot t with stack st and queue it. sched, magic
+ * and the watchers were set when the slot was made; joiner is cleared by
+ * slot_free(); waiting and wake_err by park(). The stack cache holds stacks
+ * of s->stack_size only. */
+static inline __attribute__((always_inline)) bl_thread *
+spawn_init(bl_sched *s, bl_thread *t, bl__stack *st, bl_func fn, void *arg,
+           unsigned flags, const char *name)
+{
+#ifdef BL_VALGRIND
+    st->valgrind_id = VALGRIND_STACK_REGISTER(st->base, st->base + st->size);
+#endif
+    t->flags = flags | (BL_UNLIKELY(s->freeing) ? BL_F_CANCELLED : 0);
+    t->fn = fn;
+    t->arg = arg;
+    t->stack = st;
+    t->id = ++s->next_id;
+    if (BL_LIKELY(name == NULL))
+        t->name[0] = '\0';
+    else
+        set_name(t, name);
+#ifdef BL_ASAN
+    t->asan_fake = NULL;
+#endif
+    t->sp = ctx_init(st, t);
+    s->nlive++;
+    enqueue(s, t);
+    return t;
+}
+
+/* noinline: bl_spawn()'s fast path must not take on this one's frame. */
+__attribute__((noinline)) bl_thread *
+bl_spawn_ex(bl_sched *s, bl_func fn, void *arg, const bl_spawn_opts *o)
 {
     if (s == NULL) {
         s = bl__cur;
@@ -627,32 +657,28 @@ bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
         errno = ENOMEM;
         return NULL;
     }
-#ifdef BL_VALGRIND
-    st->valgrind_id = VALGRIND_STACK_REGISTER(st->base, st->base + st->size);
-#endif
-    /* sched, magic and the watchers were set when the slot was made; joiner
-     * is cleared by slot_free(); waiting and wake_err by bl__park(). */
-    t->flags = (detached ? BL_F_DETACHED : 0) |
-               (BL_UNLIKELY(s->freeing) ? BL_F_CANCELLED : 0);
-    t->fn = fn;
-    t->arg = arg;
-    t->stack = st;
-    t->id = ++s->next_id;
-    if (BL_LIKELY(name == NULL))
-        t->name[0] = '\0';
-    else
-        set_name(t, name);
-#ifdef BL_ASAN
-    t->asan_fake = NULL;
-#endif
-    t->sp = ctx_init(st, t);
-    s->nlive++;
-    enqueue(s, t);
-    return t;
+    return spawn_init(s, t, st, fn, arg, detached ? BL_F_DETACHED : 0, name);
 }
 
+/* The common case, kept free of calls so that it needs no stack frame: a
+ * free slot and a cached stack of the default size. Anything else (errors
+ * included) goes to bl_spawn_ex(). */
 bl_thread *bl_spawn(bl_sched *s, bl_func fn, void *arg)
 {
+    bl_sched *cur = s != NULL ? s : bl__cur;
+    bl_thread *t;
+    bl__stack *st;
+    if (BL_LIKELY(cur != NULL && fn != NULL) &&
+        BL_LIKELY(s != NULL || cur->current != NULL) &&
+        BL_LIKELY((t = cur->free_head) != NULL) &&
+        BL_LIKELY((st = cur->stacks.free) != NULL)) {
+        cur->free_head = t->next;
+        if (cur->free_head == NULL)
+            cur->free_tail = NULL;
+        cur->stacks.free = st->next_free;
+        cur->stacks.nfree--;
+        return spawn_init(cur, t, st, fn, arg, 0, NULL);
+    }
     return bl_spawn_ex(s, fn, arg, NULL);
 }
 
