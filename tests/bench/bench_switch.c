@@ -11,8 +11,13 @@
  * and, when built with Boost.Context (bench_boost.cpp):
  *   boost_jump_ns    ns per jump_fcontext switch, same ping-pong
  *   boost_make_jump_ns  ns per make_fcontext + jump in + jump back out, on a
- *                    malloc'd stack allocated once
- *   ratio_yield_over_boost_jump, ratio_spawn_join_over_boost_make_jump
+ *                    malloc'd stack allocated once (the strictest baseline:
+ *                    no allocation at all)
+ *   boost_create_run_destroy_ns  the same with a stack malloc'd before and
+ *                    freed after each context (what a thread's life costs
+ *                    a Boost user without a stack pool)
+ *   ratio_yield_over_boost_jump, ratio_spawn_join_over_boost_make_jump,
+ *   ratio_spawn_join_over_boost_create_run_destroy
  * The ratios are what docs/performance.md reports; absolute numbers depend
  * on the machine.
  */
@@ -29,6 +34,7 @@
 #ifdef BENCH_HAVE_BOOST
 double bench_boost_jump_ns(long round_trips);
 double bench_boost_make_jump_ns(long iterations);
+double bench_boost_create_run_destroy_ns(long iterations);
 #endif
 
 static double now(void)
@@ -145,7 +151,7 @@ int main(int argc, char **argv)
     long nswap = n / 10 > 0 ? n / 10 : 1;
     double y[REPS], sj[REPS], sc[REPS];
 #ifdef BENCH_HAVE_BOOST
-    double bj[REPS], bm[REPS];
+    double bj[REPS], bm[REPS], bc[REPS];
 #endif
     bl_sched *s = bl_sched_new();
     if (s == NULL)
@@ -158,6 +164,7 @@ int main(int argc, char **argv)
 #ifdef BENCH_HAVE_BOOST
         bj[r] = bench_boost_jump_ns(n);
         bm[r] = bench_boost_make_jump_ns(nspawn);
+        bc[r] = bench_boost_create_run_destroy_ns(nspawn);
 #endif
     }
     bl_sched_free(s);
@@ -168,10 +175,14 @@ int main(int argc, char **argv)
     printf("ratio_swapcontext_over_yield %.1f\n", msc / my);
 #ifdef BENCH_HAVE_BOOST
     double mbj = median(bj, REPS), mbm = median(bm, REPS);
+    double mbc = median(bc, REPS);
     printf("boost_jump_ns %.2f\n", mbj);
     printf("boost_make_jump_ns %.2f\n", mbm);
+    printf("boost_create_run_destroy_ns %.2f\n", mbc);
     printf("ratio_yield_over_boost_jump %.2f\n", my / mbj);
     printf("ratio_spawn_join_over_boost_make_jump %.2f\n", msj / mbm);
+    printf("ratio_spawn_join_over_boost_create_run_destroy %.2f\n",
+           msj / mbc);
 #endif
     return 0;
 }
