@@ -217,6 +217,40 @@ static int child_late(void)
     return 0;
 }
 
+/* ---- scenario D: many stuck threads, spread over several slot chunks
+ * (64 slots each) between threads that ended: the report lists every stuck
+ * thread and none of the ended ones, and bl_sched_free() cancels them all */
+
+#define NSTUCK 150
+
+static int child_many(void)
+{
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
+    char name[16];
+    for (int i = 0; i < 3 * NSTUCK; i++) {
+        bl_spawn_opts o = {.size = sizeof o, .name = name};
+        if (i % 3 == 0) {
+            snprintf(name, sizeof name, "stuck%d", i / 3);
+            CHECK(bl_spawn_ex(s, sleep_forever, NULL, &o) != NULL);
+        } else if (i % 3 == 1) {
+            /* Ends and is never joined. */
+            snprintf(name, sizeof name, "ended%d", i / 3);
+            CHECK(bl_spawn_ex(s, trivial, NULL, &o) != NULL);
+        } else {
+            /* Ends and frees its slot. */
+            o.detached = 1;
+            snprintf(name, sizeof name, "detached%d", i / 3);
+            CHECK(bl_spawn_ex(s, trivial, NULL, &o) != NULL);
+        }
+    }
+    CHECK_ERR(bl_sched_run(s), EDEADLK);
+    CHECK_EQ_LL(bl_sched_nthreads(s), NSTUCK);
+    bl_sched_free(s);
+    CHECK(cleaned == NSTUCK);
+    return 0;
+}
+
 /* ---- the parent's checks ---- */
 
 static void expect_in(const core_child *c, const char *what, const char *needle)
@@ -225,8 +259,15 @@ static void expect_in(const core_child *c, const char *what, const char *needle)
         CORE_FAIL("%s: stderr lacks \"%s\":\n%s", what, needle, c->err);
 }
 
-static void run_scenario(const char *what, int (*fn)(void),
-                         const char *const *needles)
+static void expect_not_in(const core_child *c, const char *what,
+                          const char *needle)
+{
+    if (strstr(c->err, needle) != NULL)
+        CORE_FAIL("%s: stderr has \"%s\":\n%s", what, needle, c->err);
+}
+
+static const core_child *run_scenario(const char *what, int (*fn)(void),
+                                      const char *const *needles)
 {
     static core_child c;
     core_run_child(fn, 20.0, &c);
@@ -239,6 +280,7 @@ static void run_scenario(const char *what, int (*fn)(void),
     expect_in(&c, what, "deadlock");
     for (size_t i = 0; needles[i] != NULL; i++)
         expect_in(&c, what, needles[i]);
+    return &c;
 }
 
 int main(void)
@@ -259,6 +301,17 @@ int main(void)
     static const char *const late[] = {"\"parent\"", "\"child-joins-parent\"",
                                        NULL};
     run_scenario("deadlock after timers", child_late, late);
+
+    static const char *const many[] = {"150 green threads", NULL};
+    const core_child *c = run_scenario("150 stuck among ended threads",
+                                       child_many, many);
+    char needle[24];
+    for (int i = 0; i < NSTUCK; i++) {
+        snprintf(needle, sizeof needle, "\"stuck%d\"", i);
+        expect_in(c, "150 stuck", needle);
+    }
+    expect_not_in(c, "150 stuck", "ended");
+    expect_not_in(c, "150 stuck", "detached");
 
     printf("core_deadlock: ok\n");
     return 0;
