@@ -161,7 +161,9 @@ static inline __attribute__((always_inline)) bl_thread *take_next(bl_sched *s)
     if (after == NULL)
         s->ready_tail = NULL;
     else
-        __builtin_prefetch(after->sp); /* its saved frame, needed next */
+        __builtin_prefetch(after); /* needed next; not after->sp: with many
+                                    * threads after is cold, and loading it
+                                    * here would stall until it arrives */
     s->nready--;
     next->state = BL_T_RUNNING;
     return next;
