@@ -270,7 +270,9 @@ BL_API int bl_listener_close(bl_listener *l);
  * bl_resolve_error()), ECANCELED, EPERM, EINVAL. */
 BL_API bl_conn *bl_connect(const char *host, int port);
 
-/* bl_connect() bounded by `timeout` seconds in all (timeout <= 0: none).
+/* bl_connect() bounded by `timeout` seconds in all (timeout <= 0: none):
+ * name resolution and connecting together. A lookup still running at the
+ * deadline is abandoned (it finishes on its helper thread and is freed).
  * Extra errno: ETIMEDOUT. */
 BL_API bl_conn *bl_connect_timeout(const char *host, int port, double timeout);
 

@@ -199,14 +199,17 @@ struct bl__pool_job {
     void (*abandon)(void *arg);  /* called instead of waking when abandoned */
     bl_sched *sched;
     bl_thread *waiter;           /* NULL once abandoned */
+    int done;                    /* finished and drained (scheduler side) */
     bl__pool_job *next;
 };
 
 /* Run job->fn(job->arg) on a pool OS thread while the calling green thread
- * waits. Returns 0 when it ran, or ECANCELED (the caller was cancelled: the
- * job goes on and job->abandon(job->arg) frees its resources afterwards; the
- * job struct itself must be heap-allocated and is freed by the pool then). */
-BL_HIDDEN int bl__pool_run(bl__pool_job *job);
+ * waits, at most `timeout` seconds (< 0: no limit). Returns 0 when it ran,
+ * or ECANCELED (the caller was cancelled) or ETIMEDOUT: then the job is
+ * abandoned, job->abandon(job->arg) frees its resources once it has run (or
+ * at once if it already had), and the job struct, which must be
+ * heap-allocated, is freed with it. */
+BL_HIDDEN int bl__pool_run(bl__pool_job *job, double timeout);
 /* ev_async callback side: finish the completed jobs of s. */
 BL_HIDDEN void bl__pool_drain(bl_sched *s);
 BL_HIDDEN void bl__sched_async_ref(bl_sched *s, int delta);

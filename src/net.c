@@ -529,9 +529,10 @@ static void gai_abandon(void *arg)
 
 /* Resolve host:port for a stream socket. Numeric addresses are converted at
  * once; names go to the pool when called from a green thread (self != NULL),
- * else are resolved here. Returns 0 or an errno. */
+ * for at most until `deadline` (-1: none), else are resolved here. Returns 0
+ * or an errno (ETIMEDOUT, ECANCELED: the lookup is abandoned). */
 static int resolve(const char *host, int port, int passive,
-                   struct addrinfo **res, bl_thread *self)
+                   struct addrinfo **res, bl_thread *self, double deadline)
 {
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
@@ -567,9 +568,9 @@ static int resolve(const char *host, int port, int passive,
     g->job.fn = gai_run;
     g->job.arg = g;
     g->job.abandon = gai_abandon;
-    int err = bl__pool_run(&g->job);
+    int err = bl__pool_run(&g->job, bl__remaining(self->sched, deadline));
     if (err != 0)
-        return err; /* abandoned: the pool frees g when the call returns */
+        return err; /* abandoned: the pool frees g */
     rc = g->rc;
     *res = g->res;
     int sys = g->sys_errno;
@@ -670,7 +671,7 @@ bl_listener *bl_listen(const char *host, int port, int backlog)
         return listener_new(fd);
     }
     struct addrinfo *res = NULL;
-    int err = resolve(host, port, 1, &res, NULL);
+    int err = resolve(host, port, 1, &res, NULL, -1);
     if (err != 0) {
         errno = err;
         return NULL;
@@ -937,7 +938,7 @@ bl_conn *bl_connect_timeout(const char *host, int port, double timeout)
     double deadline = timeout > 0 && !isinf(timeout)
                           ? bl__deadline(self->sched, timeout) : -1;
     struct addrinfo *res = NULL;
-    int err = resolve(host, port, 0, &res, self);
+    int err = resolve(host, port, 0, &res, self, deadline);
     if (err != 0) {
         errno = err;
         return NULL;

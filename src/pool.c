@@ -84,14 +84,29 @@ static int start_worker(void)
     return rc;
 }
 
-int bl__pool_run(bl__pool_job *job)
+static void abandon_now(bl__pool_job *job)
+{
+    if (job->abandon != NULL)
+        job->abandon(job->arg);
+    free(job);
+}
+
+int bl__pool_run(bl__pool_job *job, double timeout)
 {
     bl_thread *self = bl__cur->current;
     bl_sched *s = self->sched;
+    int err = 0;
     if (self->flags & BL_F_CANCELLED)
-        return ECANCELED;
+        err = ECANCELED;
+    else if (timeout == 0)
+        err = ETIMEDOUT;
+    if (err != 0) {
+        abandon_now(job);
+        return err;
+    }
     job->sched = s;
     job->waiter = self;
+    job->done = 0;
     job->next = NULL;
     pthread_mutex_lock(&lock);
     if (nidle == 0 && nthreads < BL_POOL_MAX_THREADS) {
@@ -111,9 +126,16 @@ int bl__pool_run(bl__pool_job *job)
     pthread_cond_signal(&work);
     pthread_mutex_unlock(&lock);
     bl__sched_async_ref(s, 1); /* a pending job keeps the loop alive */
-    int err = bl__park(self, "a blocking call on the pool", -1);
-    if (err != 0)
-        job->waiter = NULL; /* abandoned: bl__pool_drain frees it */
+    err = bl__park(self, "a blocking call on the pool", timeout);
+    if (err != 0) {
+        /* The job may have finished and been drained while we were already
+         * woken (cancelled or timed out) and waiting to run: then it is
+         * ours to free; otherwise bl__pool_drain() frees it. */
+        if (job->done)
+            abandon_now(job);
+        else
+            job->waiter = NULL;
+    }
     return err;
 }
 
@@ -128,11 +150,10 @@ void bl__pool_drain(bl_sched *s)
         list = job->next;
         bl__sched_async_ref(s, -1);
         if (job->waiter != NULL) {
+            job->done = 1;
             bl__wake(job->waiter, 0);
         } else {
-            if (job->abandon != NULL)
-                job->abandon(job->arg);
-            free(job);
+            abandon_now(job);
         }
     }
 }
@@ -152,8 +173,6 @@ void bl__pool_forget(bl_sched *s)
     while (list != NULL) {
         bl__pool_job *job = list;
         list = job->next;
-        if (job->abandon != NULL)
-            job->abandon(job->arg);
-        free(job);
+        abandon_now(job);
     }
 }

@@ -1,0 +1,219 @@
+/*
+ * test_net_lookup.c - name resolution in bl_connect_timeout(): a lookup is
+ * bounded by the call's timeout and a cancel like the connect itself, an
+ * abandoned lookup is freed once it finishes (no addrinfo lost, also when
+ * the caller is cancelled after the lookup ended but before the scheduler
+ * noticed), and the scheduler keeps running while a lookup is slow.
+ *
+ * A slow DNS server is simulated by wrapping getaddrinfo(): names ending in
+ * ".slow.test" are held for `slow_delay` seconds on the resolver's thread,
+ * then resolved as "localhost" by the real getaddrinfo() (a numeric-only
+ * conversion, AI_NUMERICHOST, fails at once as it would for any name). freeaddrinfo() is
+ * wrapped too, so that every result handed out can be matched by a free.
+ */
+#include "core_util.h"
+
+#include <dlfcn.h>
+#include <math.h>
+#include <netdb.h>
+
+/* How late a timeout may end: no speed threshold, only a bound that tells
+ * "timed out" from "waited for the lookup". */
+#define SLACK 1.0
+#define SLOW_SUFFIX ".slow.test"
+
+static double slow_delay;            /* seconds; written before lookups */
+static int results_out, results_freed, lookups_running;
+
+typedef int gai_fn(const char *, const char *, const struct addrinfo *,
+                   struct addrinfo **);
+typedef void fai_fn(struct addrinfo *);
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+    static gai_fn *real;
+    if (real == NULL)
+        real = (gai_fn *)dlsym(RTLD_NEXT, "getaddrinfo");
+    size_t n = node != NULL ? strlen(node) : 0;
+    size_t k = strlen(SLOW_SUFFIX);
+    /* Numeric-only conversions are instant in any resolver. */
+    int numeric = hints != NULL && (hints->ai_flags & AI_NUMERICHOST);
+    int slow = !numeric && n > k && strcmp(node + n - k, SLOW_SUFFIX) == 0;
+    if (slow) {
+        __atomic_add_fetch(&lookups_running, 1, __ATOMIC_SEQ_CST);
+        struct timespec ts = {(time_t)slow_delay,
+                              (long)((slow_delay - floor(slow_delay)) * 1e9)};
+        nanosleep(&ts, NULL);
+        node = "localhost";
+    }
+    int rc = real(node, service, hints, res);
+    if (rc == 0)
+        __atomic_add_fetch(&results_out, 1, __ATOMIC_SEQ_CST);
+    if (slow)
+        __atomic_sub_fetch(&lookups_running, 1, __ATOMIC_SEQ_CST);
+    return rc;
+}
+
+void freeaddrinfo(struct addrinfo *ai)
+{
+    static fai_fn *real;
+    if (real == NULL)
+        real = (fai_fn *)dlsym(RTLD_NEXT, "freeaddrinfo");
+    if (ai != NULL)
+        __atomic_add_fetch(&results_freed, 1, __ATOMIC_SEQ_CST);
+    real(ai);
+}
+
+/* Every result handed out is freed, once the lookups still running on the
+ * pool (abandoned ones) have finished. */
+static void check_all_freed(void)
+{
+    double t0 = core_now();
+    while (__atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) != 0 ||
+           __atomic_load_n(&results_freed, __ATOMIC_SEQ_CST) !=
+               __atomic_load_n(&results_out, __ATOMIC_SEQ_CST)) {
+        if (core_now() - t0 > 10)
+            CORE_FAIL("%d lookups still running, %d results out, %d freed",
+                      lookups_running, results_out, results_freed);
+        usleep(10000);
+    }
+}
+
+static bl_listener *listener;
+static int port;
+
+/* ---- a lookup longer than the timeout ends the call at the timeout ---- */
+
+static void *times_out(void *arg)
+{
+    (void)arg;
+    slow_delay = 1.5;
+    double t0 = core_now();
+    CHECK_NULL_ERR(bl_connect_timeout("a" SLOW_SUFFIX, port, 0.2), ETIMEDOUT);
+    double took = core_now() - t0;
+    if (took < 0.2 - 0.002 || took > 0.2 + SLACK)
+        CORE_FAIL("bl_connect_timeout(0.2) with a 1.5 s lookup took %.3f s",
+                  took);
+    return NULL;
+}
+
+/* ---- a slow lookup within the timeout connects ---- */
+
+static void *ticker(void *arg)
+{
+    int *ticks = arg;
+    while (bl_sleep(0.01) == 0 && *ticks >= 0)
+        (*ticks)++;
+    return NULL;
+}
+
+static void *connects(void *arg)
+{
+    (void)arg;
+    slow_delay = 0.2;
+    int ticks = 0;
+    bl_thread *tk = bl_spawn(NULL, ticker, &ticks);
+    CHECK(tk != NULL);
+    bl_conn *c = bl_connect_timeout("b" SLOW_SUFFIX, port, 5);
+    CHECK(c != NULL);
+    /* The scheduler ran other threads during the lookup. */
+    if (ticks < 5)
+        CORE_FAIL("only %d ticks of 10 ms during a 200 ms lookup", ticks);
+    bl_conn *peer = bl_accept(listener);
+    CHECK(peer != NULL);
+    CHECK(bl_sendall(c, "x", 1) == 0);
+    char b;
+    CHECK(bl_recv(peer, &b, 1) == 1 && b == 'x');
+    CHECK(bl_close(c) == 0 && bl_close(peer) == 0);
+    CHECK(bl_cancel(tk) == 0 && bl_join(tk, NULL) == 0);
+    return NULL;
+}
+
+/* ---- cancelled during a lookup ---- */
+
+static void *cancelled_victim(void *arg)
+{
+    (void)arg;
+    CHECK_NULL_ERR(bl_connect_timeout("c" SLOW_SUFFIX, port, 5), ECANCELED);
+    return NULL;
+}
+
+static void *cancels(void *arg)
+{
+    (void)arg;
+    slow_delay = 1.0;
+    double t0 = core_now();
+    bl_thread *v = bl_spawn(NULL, cancelled_victim, NULL);
+    CHECK(v != NULL);
+    CHECK(bl_sleep(0.05) == 0);
+    CHECK(bl_cancel(v) == 0);
+    CHECK(bl_join(v, NULL) == 0);
+    if (core_now() - t0 > 0.05 + SLACK)
+        CORE_FAIL("the cancel waited for the lookup");
+    return NULL;
+}
+
+/* ---- cancelled after the lookup ended but before the scheduler saw it
+ * A thread that does not yield keeps the scheduler from polling while the
+ * lookup (0.1 s) finishes on its pool thread; then it cancels the waiting
+ * thread and makes the scheduler poll before that thread runs, so the
+ * pool's completion is drained between the wake-up and the return: the
+ * finished lookup's result is then the cancelled caller's to free. */
+
+static void *hog_then_cancel(void *arg)
+{
+    bl_thread *victim = arg;
+    double t0 = core_now();
+    while (core_now() - t0 < 0.3)
+        ;
+    CHECK(__atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) == 0);
+    CHECK(bl_cancel(victim) == 0);
+    /* Poll now, while the victim is woken but has not run. */
+    CHECK(bl_sleep(0) == 0);
+    return NULL;
+}
+
+static void *late_cancel(void *arg)
+{
+    (void)arg;
+    slow_delay = 0.1;
+    int before = __atomic_load_n(&results_out, __ATOMIC_SEQ_CST);
+    bl_thread *v = bl_spawn(NULL, cancelled_victim, NULL);
+    CHECK(v != NULL);
+    CHECK(bl_yield() == 0); /* v starts its lookup and parks */
+    bl_thread *h = bl_spawn(NULL, hog_then_cancel, v);
+    CHECK(h != NULL);
+    CHECK(bl_join(v, NULL) == 0 && bl_join(h, NULL) == 0);
+    CHECK(__atomic_load_n(&results_out, __ATOMIC_SEQ_CST) == before + 1);
+    return NULL;
+}
+
+int main(void)
+{
+    listener = bl_listen("127.0.0.1", 0, 16);
+    CHECK(listener != NULL);
+    port = bl_listener_port(listener);
+
+    core_run_green(times_out, NULL);
+    check_all_freed();
+    printf("lookup longer than the timeout: ETIMEDOUT at the timeout\n");
+
+    core_run_green(connects, NULL);
+    check_all_freed();
+    printf("slow lookup within the timeout: connected, scheduler ran\n");
+
+    core_run_green(cancels, NULL);
+    check_all_freed();
+    printf("cancel during a lookup: ECANCELED at once\n");
+
+    for (int i = 0; i < 3; i++)
+        core_run_green(late_cancel, NULL);
+    check_all_freed();
+    printf("cancel after the lookup ended, before it was drained: ECANCELED, "
+           "%d results out, all freed\n", results_out);
+
+    CHECK(bl_listener_close(listener) == 0);
+    printf("net_lookup: ok\n");
+    return 0;
+}
