@@ -65,18 +65,29 @@ void freeaddrinfo(struct addrinfo *ai)
     real(ai);
 }
 
-/* Every result handed out is freed, once the lookups still running on the
- * pool (abandoned ones) have finished. */
-static void check_all_freed(void)
+static void *poll_once(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(0.01) == 0);
+    return NULL;
+}
+
+/* Every result handed out is freed once the lookups still running on the
+ * pool (abandoned ones) have finished and the scheduler has polled (an
+ * abandoned lookup is freed when its scheduler drains it). */
+static void check_all_freed(bl_sched *s)
 {
     double t0 = core_now();
-    while (__atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) != 0 ||
-           __atomic_load_n(&results_freed, __ATOMIC_SEQ_CST) !=
-               __atomic_load_n(&results_out, __ATOMIC_SEQ_CST)) {
+    for (;;) {
+        CHECK(bl_spawn(s, poll_once, NULL) != NULL);
+        CHECK(bl_sched_run(s) == 0);
+        if (__atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) == 0 &&
+            __atomic_load_n(&results_freed, __ATOMIC_SEQ_CST) ==
+                __atomic_load_n(&results_out, __ATOMIC_SEQ_CST))
+            return;
         if (core_now() - t0 > 10)
             CORE_FAIL("%d lookups still running, %d results out, %d freed",
                       lookups_running, results_out, results_freed);
-        usleep(10000);
     }
 }
 
@@ -189,31 +200,41 @@ static void *late_cancel(void *arg)
     return NULL;
 }
 
+/* All scenarios run on one scheduler: the listener is tied to it. */
+static void run_on(bl_sched *s, bl_func fn)
+{
+    CHECK(bl_spawn(s, fn, NULL) != NULL);
+    CHECK(bl_sched_run(s) == 0);
+}
+
 int main(void)
 {
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
     listener = bl_listen("127.0.0.1", 0, 16);
     CHECK(listener != NULL);
     port = bl_listener_port(listener);
 
-    core_run_green(times_out, NULL);
-    check_all_freed();
+    run_on(s, times_out);
+    check_all_freed(s);
     printf("lookup longer than the timeout: ETIMEDOUT at the timeout\n");
 
-    core_run_green(connects, NULL);
-    check_all_freed();
+    run_on(s, connects);
+    check_all_freed(s);
     printf("slow lookup within the timeout: connected, scheduler ran\n");
 
-    core_run_green(cancels, NULL);
-    check_all_freed();
+    run_on(s, cancels);
+    check_all_freed(s);
     printf("cancel during a lookup: ECANCELED at once\n");
 
     for (int i = 0; i < 3; i++)
-        core_run_green(late_cancel, NULL);
-    check_all_freed();
+        run_on(s, late_cancel);
+    check_all_freed(s);
     printf("cancel after the lookup ended, before it was drained: ECANCELED, "
            "%d results out, all freed\n", results_out);
 
     CHECK(bl_listener_close(listener) == 0);
+    bl_sched_free(s);
     printf("net_lookup: ok\n");
     return 0;
 }
