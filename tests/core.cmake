@@ -1,17 +1,10 @@
 # Settings of the core scheduler tests (tests/test_core_*.c), included by
-# tests/CMakeLists.txt after the test targets exist.
+# tests/CMakeLists.txt after the test targets exist; also the one list of
+# the tests, core or net, that use libev themselves.
 
-# Scale heavy loops down under qemu (see CORE_SLOW in core_util.h).
-foreach(t core_fifo core_deadlock core_starve core_sleep core_join
-          core_cancel core_eperm core_multi core_fpenv core_regs
-          core_overflow core_many core_spawn_opts core_free core_symbols)
-  if(TARGET test_${t} AND CMAKE_CROSSCOMPILING)
-    target_compile_definitions(test_${t} PRIVATE CORE_EMULATED=1)
-  endif()
-endforeach()
-
-# Tests that add libev watchers of their own to a scheduler's loop.
-foreach(t core_cancel core_eperm)
+# Tests that add libev watchers of their own to a scheduler's loop (or read
+# its iteration count).
+foreach(t core_cancel core_eperm net_cancel net_emfile net_waitfd)
   if(TARGET test_${t})
     target_link_libraries(test_${t} PRIVATE Libev::Libev)
   endif()

@@ -1,6 +1,7 @@
 /*
- * core_util.h - small helpers shared by the core scheduler tests
- * (tests/test_core_*.c). Header-only: every function is static.
+ * core_util.h - small helpers shared by every test program (tests/test_*.c;
+ * the net tests add netb_util.h on top). Header-only: every function is
+ * static.
  */
 #ifndef CORE_UTIL_H
 #define CORE_UTIL_H
@@ -32,8 +33,8 @@
 #define CORE_ASAN 1
 #endif
 
-/* Heavy loops are scaled down under qemu (core.cmake defines
- * CORE_EMULATED when cross-compiling) and under ASan. */
+/* Heavy loops are scaled down under qemu (tests/CMakeLists.txt defines
+ * CORE_EMULATED for every test when cross-compiling) and under ASan. */
 #if defined(CORE_EMULATED)
 #define CORE_SLOW 1
 #elif defined(CORE_ASAN)
@@ -107,6 +108,37 @@ static inline double core_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Pause the caller for `seconds`: bl_sleep() inside a green thread (the
+ * scheduler keeps running), else the whole OS thread. */
+static inline void core_pause(double seconds)
+{
+    if (bl_self() != NULL)
+        CHECK(bl_sleep(seconds) == 0);
+    else
+        usleep((useconds_t)(seconds * 1e6));
+}
+
+/* Wait for child process pid to end, at most `limit` seconds; then kill it
+ * with SIGKILL (*status says so). Polls, with core_pause(), so it may be
+ * called from a green thread. Returns 0 if the child ended by itself, -1 if
+ * it was killed. */
+static inline int core_wait_child(pid_t pid, double limit, int *status)
+{
+    double t0 = core_now();
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        CHECK(r >= 0);
+        if (r == pid)
+            return 0;
+        if (core_now() - t0 > limit) {
+            kill(pid, SIGKILL);
+            CHECK(waitpid(pid, status, 0) == pid);
+            return -1;
+        }
+        core_pause(0.002);
+    }
+}
+
 /* An ordered trace of events, to compare with an expected interleaving. */
 typedef struct core_trace {
     char buf[4096];
@@ -167,21 +199,8 @@ static inline void core_run_child(int (*fn)(void), double limit,
         fflush(stdout);
         _exit(rc);
     }
-    int status = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        CHECK(r >= 0);
-        if (r == pid)
-            break;
-        if (core_now() - t0 > limit) {
-            kill(pid, SIGKILL);
-            CHECK(waitpid(pid, &status, 0) == pid);
-            break;
-        }
-        usleep(2000);
-    }
+    core_wait_child(pid, limit, &out->status);
     out->seconds = core_now() - t0;
-    out->status = status;
     ssize_t n = pread(fd, out->err, sizeof out->err - 1, 0);
     out->errlen = n > 0 ? (size_t)n : 0;
     out->err[out->errlen] = '\0';

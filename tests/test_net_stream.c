@@ -4,13 +4,10 @@
  * rules, half-close, peer reset, no SIGPIPE, IPv6 and Unix sockets,
  * ECONNREFUSED and unknown host names. Real loopback sockets throughout.
  */
-#include "core_util.h"
+#include "netb_util.h"
 
-#include <netinet/in.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 
 /* ---- an echo server (the bl_serve handler) ---- */
 
@@ -22,20 +19,6 @@ static void echoer(bl_conn *c, void *arg)
     while ((n = bl_recv(c, buf, sizeof buf)) > 0)
         if (bl_sendall(c, buf, (size_t)n) < 0)
             break;
-}
-
-/* Receive exactly len bytes; 0, or -1 at EOF/error. */
-static int recv_exact(bl_conn *c, void *buf, size_t len)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = bl_recv(c, p, len);
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* ---- 1000 concurrent clients, byte-exact echoes ---- */
@@ -54,7 +37,7 @@ static void *many_client(void *arg)
         for (size_t i = 0; i < sizes[k]; i++)
             out[i] = (char)(id * 31 + (int)k * 7 + (int)i);
         CHECK(bl_sendall(c, out, sizes[k]) == 0);
-        CHECK(recv_exact(c, in, sizes[k]) == 0);
+        CHECK(netb_recv_exact(c, in, sizes[k]) == 0);
         if (memcmp(in, out, sizes[k]) != 0)
             CORE_FAIL("client %d: echo of %zu bytes differs", id, sizes[k]);
         bl_yield(); /* let the others interleave */
@@ -266,10 +249,10 @@ static void *halfclose_main(void *arg)
     /* Half-close: b sees EOF and still answers; a reads the answer. */
     CHECK(bl_sendall(a, "request", 7) == 0);
     CHECK(bl_shutdown(a, SHUT_WR) == 0);
-    CHECK(recv_exact(b, buf, 7) == 0 && memcmp(buf, "request", 7) == 0);
+    CHECK(netb_recv_exact(b, buf, 7) == 0 && memcmp(buf, "request", 7) == 0);
     CHECK(bl_recv(b, buf, sizeof buf) == 0);
     CHECK(bl_sendall(b, "reply", 5) == 0);
-    CHECK(recv_exact(a, buf, 5) == 0 && memcmp(buf, "reply", 5) == 0);
+    CHECK(netb_recv_exact(a, buf, 5) == 0 && memcmp(buf, "reply", 5) == 0);
     CHECK(bl_close(b) == 0);
     CHECK(bl_recv(a, buf, sizeof buf) == 0);
     CHECK(bl_close(a) == 0);
