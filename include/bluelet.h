@@ -174,8 +174,9 @@ BL_API int bl_join_timeout(bl_thread *t, void **result, double timeout);
  * being joined). */
 BL_API int bl_detach(bl_thread *t);
 
-/* Cancel t: its current blocking call and every later one that would have to
- * wait fail with ECANCELED, so that it can release what it holds and return.
+/* Cancel t: its current blocking call and every later one fail with
+ * ECANCELED, even those that would not have to wait (bl_join() of an ended
+ * thread excepted), so that it can release what it holds and return.
  * Cancelling an ended thread succeeds and does nothing. Not blocking; may be
  * called from outside green threads (on the scheduler's OS thread).
  * Returns 0, or -1 with EINVAL (t NULL or invalid). */

@@ -48,8 +48,9 @@ struct bl_listener {
     int port;           /* -1 for Unix sockets */
     int closed;
     int users;
+    int accepting;      /* a thread is inside bl_accept() (EBUSY) */
     bl_sched *s;
-    bl_thread *waiter;
+    bl_thread *waiter;  /* parked in bl_accept(): woken by bl_listener_close */
     double timeout;
     ev_io io;
 };
@@ -772,7 +773,7 @@ bl_conn *bl_accept(bl_listener *l)
         errno = EBADF;
         return NULL;
     }
-    if (l->waiter != NULL) {
+    if (l->accepting) {
         errno = EBUSY;
         return NULL;
     }
@@ -782,6 +783,7 @@ bl_conn *bl_accept(bl_listener *l)
         return NULL;
     }
     l->users++;
+    l->accepting = 1;
     double deadline = call_deadline(self->sched, l->timeout);
     double pause = 0.01;
     bl_conn *c = NULL;
@@ -819,10 +821,17 @@ bl_conn *bl_accept(bl_listener *l)
         }
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
             /* Out of descriptors: the connection stays queued; pause instead
-             * of spinning on a listener that stays readable. */
+             * of spinning on a listener that stays readable. Parked as the
+             * listener's waiter, so that bl_listener_close() wakes us, but
+             * with its watcher stopped, so that the readable listener does
+             * not end the pause at once. */
             double left = bl__remaining(l->s, deadline);
             double wait = left >= 0 && left < pause ? left : pause;
+            ev_io_stop(l->s->loop, &l->io);
+            l->waiter = self;
             err = bl__park(self, "bl_accept (out of descriptors)", wait);
+            if (!l->closed)
+                l->waiter = NULL;
             if (err == ETIMEDOUT && (left < 0 || left > pause))
                 err = 0;
             if (err == 0 && l->closed)
@@ -835,6 +844,7 @@ bl_conn *bl_accept(bl_listener *l)
         }
         break;
     }
+    l->accepting = 0;
     listener_leave(l);
     if (c == NULL)
         errno = err;

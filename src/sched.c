@@ -1005,6 +1005,12 @@ int bl_wait_fd(int fd, int events, double timeout)
         errno = EINVAL;
         return -1;
     }
+    if (self->flags & BL_F_CANCELLED) {
+        /* Also when the answer would be at hand (timeout 0, or fd ready):
+         * every blocking call of a cancelled thread fails. */
+        errno = ECANCELED;
+        return -1;
+    }
     if (timeout == 0) {
         struct pollfd p = {.fd = fd,
                            .events = (short)((events & BL_READ ? POLLIN : 0) |

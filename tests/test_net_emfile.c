@@ -13,7 +13,9 @@
  * descriptors, and the scheduler's libev loop counts its iterations. Once
  * descriptors are freed (the limit stays low, so accepts may run out again
  * while handlers hold connections, and must resume again), every client is
- * accepted and its line echoed.
+ * accepted and its line echoed. Last, while an acceptor pauses out of
+ * descriptors, a second acceptor is refused (EBUSY) and closing the
+ * listener wakes the first (EBADF) at once.
  */
 #include "netb_util.h"
 
@@ -260,6 +262,78 @@ static void *emfile_main(void *arg)
     return NULL;
 }
 
+/* ---- an acceptor pausing out of descriptors: a second bl_accept() on the
+ * listener fails with EBUSY at once, and bl_listener_close() wakes the
+ * first one at once with EBADF, without waiting for its pause to end.
+ * Checked by yielding, not by timing: a woken thread runs at the next
+ * yield, a pausing one would not. ---- */
+
+struct acc_once {
+    bl_listener *l;
+    int done, err;      /* returned, and its errno (0: accepted) */
+};
+
+static void *accept_once(void *arg)
+{
+    struct acc_once *r = arg;
+    errno = 0;
+    bl_conn *c = bl_accept(r->l);
+    r->err = c == NULL ? errno : 0;
+    if (c != NULL)
+        CHECK(bl_close(c) == 0);
+    r->done = 1;
+    return NULL;
+}
+
+static void *paused_main(void *arg)
+{
+    (void)arg;
+    accept_calls = fd_fails = 0;
+    bl_listener *l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(l != NULL);
+    struct acc_once first = {l, 0, 0}, second = {l, 0, 0};
+    int client = netb_raw_connect(bl_listener_port(l)); /* queued */
+    struct rlimit old;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int *ballast;
+    int nb = exhaust_fds(0, &ballast);
+
+    bl_thread *a = bl_spawn(NULL, accept_once, &first);
+    CHECK(a != NULL);
+    double w0 = core_now();
+    while (fd_fails == 0) {
+        if (core_now() - w0 > 10)
+            CORE_FAIL("bl_accept never ran out of descriptors");
+        CHECK(bl_sleep(0.005) == 0);
+    }
+    CHECK(!first.done);           /* pausing, not returned */
+
+    bl_thread *b = bl_spawn(NULL, accept_once, &second);
+    CHECK(b != NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK(bl_yield() == 0);
+    if (!second.done)
+        CORE_FAIL("a second bl_accept waits behind a pausing one instead of "
+                  "failing with EBUSY");
+    CHECK_EQ_LL(second.err, EBUSY);
+
+    CHECK(bl_listener_close(l) == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(bl_yield() == 0);
+    if (!first.done)
+        CORE_FAIL("bl_listener_close did not wake the acceptor pausing out "
+                  "of descriptors");
+    CHECK_EQ_LL(first.err, EBADF);
+    CHECK(bl_join(a, NULL) == 0 && bl_join(b, NULL) == 0);
+
+    for (int i = 0; i < nb; i++)
+        close(ballast[i]);
+    free(ballast);
+    close(client);
+    CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+    return NULL;
+}
+
 int main(void)
 {
     int fds0 = netb_begin();
@@ -269,6 +343,9 @@ int main(void)
     NETB_RUN(emfile_main, (void *)1L);
     printf("ok: bl_serve_listener backs off on EMFILE after %d accepts and "
            "resumes; %d clients served\n", FREE, NCLIENTS);
+    NETB_RUN(paused_main, NULL);
+    printf("ok: while bl_accept pauses out of descriptors, a second one gets "
+           "EBUSY and bl_listener_close wakes it with EBADF\n");
     netb_end(fds0);
     return 0;
 }

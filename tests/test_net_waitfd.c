@@ -274,6 +274,17 @@ static void *cancel_waiter(void *arg)
     return (void *)w;
 }
 
+/* Waits once for BL_READ | BL_WRITE on w->fd. */
+static void *cancel_waiter_write(void *arg)
+{
+    struct cw *w = arg;
+    w->entered = 1;
+    errno = 0;
+    w->err = bl_wait_fd(w->fd, BL_READ | BL_WRITE, w->timeout) == -1 ? errno
+                                                                      : 0;
+    return NULL;
+}
+
 static void *cancel_main(void *arg)
 {
     (void)arg;
@@ -308,6 +319,20 @@ static void *cancel_main(void *arg)
     CHECK(w.entered);
     CHECK_EQ_LL(w.err, ECANCELED);
     CHECK_EQ_LL(w.later_err, ECANCELED);
+
+    /* Cancelled, with the answer at hand (timeout 0): on a descriptor that
+     * is not ready (the read end of an empty pipe) and on one that is (its
+     * write end). A blocking call of a cancelled thread fails even when it
+     * would not have to wait. */
+    for (int i = 0; i < 2; i++) {
+        struct cw h = {.fd = p[i], .timeout = 0};
+        bl_thread *th = bl_spawn(NULL, cancel_waiter_write, &h);
+        CHECK(th != NULL);
+        CHECK(bl_cancel(th) == 0);
+        NETB_JOIN_SOON(th, NULL);
+        CHECK(h.entered);
+        CHECK_EQ_LL(h.err, ECANCELED);
+    }
 
     /* The descriptor's other waiters are not disturbed: one of two
      * waiters is cancelled, the other still sees the data. */
