@@ -48,13 +48,16 @@ BL_HIDDEN void bl__ctx_entry(void);
 
 typedef struct bl__stack {
     char *base;    /* lowest usable byte (just above the guard) */
-    size_t size;   /* usable bytes */
+    size_t size;   /* usable bytes asked for (the stack has at least that) */
     size_t map;    /* bytes mapped, guard included */
     struct bl__stack *next_free;
 #ifdef BL_VALGRIND
     unsigned valgrind_id;
 #endif
 } bl__stack;
+
+/* Page positions over which stack tops are staggered (see stack.c). */
+#define BL_STACK_COLOURS 8
 
 /* Stacks kept for reuse per scheduler; beyond that they are unmapped. */
 #define BL_STACK_CACHE_MAX 64
@@ -64,6 +67,14 @@ typedef struct bl__stack_cache {
     size_t nfree;
     size_t size;           /* the size the cached stacks have */
 } bl__stack_cache;
+
+/* The bytes a stack really spans: from base up to its descriptor, which
+ * sits at the top of the stack memory, below a colour offset (see
+ * bl__stack_get() in stack.c). */
+static inline size_t bl__stack_span(const bl__stack *st)
+{
+    return (size_t)((const char *)st - st->base);
+}
 
 /* Map a stack of `size` usable bytes (a page multiple) with a guard region
  * below. Returns 0 and fills *st, or -1 with errno ENOMEM. */

@@ -98,7 +98,8 @@ static inline void wake(bl_sched *s, bl_thread *t, int err)
 static void asan_start(bl_sched *s, void **fake, bl_thread *to)
 {
     if (to != NULL)
-        __sanitizer_start_switch_fiber(fake, to->stack->base, to->stack->size);
+        __sanitizer_start_switch_fiber(fake, to->stack->base,
+                                       bl__stack_span(to->stack));
     else
         __sanitizer_start_switch_fiber(fake, s->main_stack_bottom,
                                        s->main_stack_size);
@@ -577,7 +578,8 @@ spawn_init(bl_sched *s, bl_thread *t, bl__stack *st, bl_func fn, void *arg,
            unsigned flags, const char *name)
 {
 #ifdef BL_VALGRIND
-    st->valgrind_id = VALGRIND_STACK_REGISTER(st->base, st->base + st->size);
+    st->valgrind_id = VALGRIND_STACK_REGISTER(st->base,
+                                              st->base + bl__stack_span(st));
 #endif
     t->flags = flags | (BL_UNLIKELY(s->freeing) ? BL_F_CANCELLED : 0);
     t->fn = fn;
@@ -699,7 +701,7 @@ thread_end(bl_thread *t, void *result)
     bl__stack *st = t->stack;
     t->stack = NULL;
 #ifdef BL_ASAN
-    __asan_unpoison_memory_region(st->base, st->size);
+    __asan_unpoison_memory_region(st->base, bl__stack_span(st));
 #endif
 #ifdef BL_VALGRIND
     VALGRIND_STACK_DEREGISTER(st->valgrind_id);
