@@ -1,7 +1,8 @@
 /*
  * echo_simple.c - the shortest bluelet echo server.
  *
- *   usage: echo_simple [port]       (default port 4915; 0 picks a free one)
+ *   usage: echo_simple [port [host]]   (default port 4915; 0 picks a free
+ *                                       one; default host: every address)
  *
  * bl_serve_listener() runs an acceptor green thread that starts one green
  * thread per connection running echoer(), and closes the connection when
@@ -45,20 +46,24 @@ static int parse_port(const char *s)
 int main(int argc, char **argv)
 {
     int port = DEFAULT_PORT;
-    if (argc > 2 || (argc == 2 && (port = parse_port(argv[1])) < 0)) {
-        fprintf(stderr, "usage: %s [port]\n"
+    const char *host = NULL;   /* every address, v6 + v4 */
+    if (argc > 3 || (argc >= 2 && (port = parse_port(argv[1])) < 0)) {
+        fprintf(stderr, "usage: %s [port [host]]\n"
                         "  Echo back whatever clients send (bl_serve).\n"
-                        "  port defaults to %d; 0 picks a free port.\n",
+                        "  port defaults to %d; 0 picks a free port.\n"
+                        "  host (say 127.0.0.1 or ::1) defaults to every address.\n",
                 argv[0], DEFAULT_PORT);
         return 2;
     }
+    if (argc == 3)
+        host = argv[2];
 
     bl_sched *s = bl_sched_new();
     if (s == NULL) {
         perror("bl_sched_new");
         return 1;
     }
-    bl_listener *l = bl_listen(NULL, port, 0);   /* every address, v6 + v4 */
+    bl_listener *l = bl_listen(host, port, 0);
     if (l == NULL) {
         fprintf(stderr, "echo_simple: port %d: %s\n", port, strerror(errno));
         return 1;

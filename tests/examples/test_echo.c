@@ -164,13 +164,13 @@ static int ping_pong(int port, int rounds)
     return lp;
 }
 
-static void check_usage(const char *bad1, const char *bad2)
+static void check_usage(const char *bad1, const char *bad2, const char *bad3)
 {
-    const char *args[] = {bad1, bad2, NULL};
+    const char *args[] = {bad1, bad2, bad3, NULL};
     char *out;
     int rc = h_run(args, 1, 60, &out);
-    h_check(rc == 2, "with arguments \"%s %s\": exit status %d, expected 2",
-            bad1, bad2 ? bad2 : "", rc);
+    h_check(rc == 2, "with arguments \"%s %s %s\": exit status %d, expected 2",
+            bad1, bad2 ? bad2 : "", bad3 ? bad3 : "", rc);
     h_check(strstr(out, "usage") != NULL, "no usage message for bad arguments:\n%s", out);
     free(out);
 }
@@ -179,9 +179,9 @@ int main(int argc, char **argv)
 {
     h_init(argc, argv, 110);
 
-    check_usage("notaport", NULL);
-    check_usage("70000", NULL);
-    check_usage("1", "2");
+    check_usage("notaport", NULL, NULL);
+    check_usage("70000", NULL, NULL);
+    check_usage("1", "2", "3");   /* echo_simple takes a host; none more */
     h_ok("bad arguments give status 2 and a usage message");
 
     const char *args[] = {"0", NULL};
@@ -241,6 +241,24 @@ int main(int argc, char **argv)
     }
 
     h_stop_server(srv, "the echo server");
+
+    if (strcmp(h_example_name(), "echo_simple") == 0) {
+        /* echo_simple [port [host]]: the host is honoured. */
+        const char *v4[] = {"0", "127.0.0.1", NULL};
+        h_child *s4 = h_spawn(v4, 0);
+        int p4 = h_wait_port(s4, 30);
+        ping_pong(p4, 3);
+        h_stop_server(s4, "echo_simple on 127.0.0.1");
+        /* 192.0.2.1 (TEST-NET-1) is no address of this machine. */
+        const char *bad[] = {"0", "192.0.2.1", NULL};
+        char *out;
+        int rc = h_run(bad, 1, 20, &out);
+        h_check(rc == 1 && strstr(out, "192.0.2.1") == NULL &&
+                    strstr(out, "echo_simple: port 0") != NULL,
+                "listening on an address not ours: status %d, output:\n%s", rc, out);
+        free(out);
+        h_ok("the host argument is honoured (127.0.0.1 serves; 192.0.2.1 fails)");
+    }
     printf("PASS\n");
     return 0;
 }
