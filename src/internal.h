@@ -111,20 +111,22 @@ enum bl__state {
 #define BL_F_CANCELLED 2u
 #define BL_F_STARTED 4u
 
+/* The first cache line holds what a park, a wake and a switch touch. */
 struct bl_thread {
     void *sp;                  /* saved stack pointer while switched out */
     struct bl_thread *next;    /* ready queue / free list link */
     bl_sched *sched;
+    const char *waiting;       /* what a blocked thread waits for (reports) */
     unsigned state;
     unsigned flags;
     int wake_err;              /* why bl__park() returned: 0 or an errno */
     int io_revents;            /* what woke bl_wait_fd() */
+    struct bl_thread *joiner;  /* thread blocked in bl_join() on us */
+    bl__stack *stack;
+    /* second line on */
     bl_func fn;
     void *arg;
     void *result;
-    struct bl_thread *joiner;  /* thread blocked in bl_join() on us */
-    bl__stack *stack;
-    const char *waiting;       /* what a blocked thread waits for (reports) */
     unsigned long long id;
     uint32_t magic;
     ev_timer timer;            /* sleeps and timeouts */
@@ -133,7 +135,7 @@ struct bl_thread {
     void *asan_fake;
 #endif
     char name[32];
-};
+} __attribute__((aligned(64)));
 
 #define BL_THREAD_MAGIC 0x626c5468u /* "blTh" */
 

@@ -81,6 +81,9 @@ static inline void wake(bl_sched *s, bl_thread *t, int err)
     if (t->state != BL_T_BLOCKED)
         return;
     t->wake_err = err;
+    /* Start the TLB walk for its stack page now: the wakes of one poll run
+     * back to back, so their misses overlap (see prefetch_ahead()). */
+    __builtin_prefetch(t->sp);
     enqueue(s, t);
 }
 
@@ -149,6 +152,27 @@ static inline int poll_due(bl_sched *s)
            mono_now() - s->last_poll >= BL_POLL_INTERVAL;
 }
 
+#ifndef BL_PREFETCH_LINES
+#define BL_PREFETCH_LINES 4
+#endif
+
+/* With many threads, the saved frames of the next ones are long out of the
+ * caches (a blocked thread's stack was last touched a whole round of the
+ * ready queue ago), and the first load from a stack after a switch would
+ * stall on it: nothing else can run meanwhile. So fetch ahead, in two
+ * stages: `after` runs after the thread being switched to, and its slot was
+ * fetched one switch ago, so reading after->sp costs nothing and its frame
+ * (the lines the switch and the returns through the frames above it load)
+ * has a whole thread's run to arrive; the slot of the one after is fetched
+ * for the next switch. A prefetch never faults, so a stale sp does no harm. */
+static inline void prefetch_ahead(const bl_thread *after)
+{
+    const char *sp = after->sp;
+    for (int i = 0; i < BL_PREFETCH_LINES; i++)
+        __builtin_prefetch(sp + 64 * i);
+    __builtin_prefetch(after->next);
+}
+
 /* The ready thread to switch to next, taken off the queue; NULL when it is
  * time for the scheduler loop (the queue is empty or a poll is due). */
 static inline __attribute__((always_inline)) bl_thread *take_next(bl_sched *s)
@@ -162,9 +186,7 @@ static inline __attribute__((always_inline)) bl_thread *take_next(bl_sched *s)
     if (after == NULL)
         s->ready_tail = NULL;
     else
-        __builtin_prefetch(after); /* needed next; not after->sp: with many
-                                    * threads after is cold, and loading it
-                                    * here would stall until it arrives */
+        prefetch_ahead(after);
     s->nready--;
     next->state = BL_T_RUNNING;
     return next;
@@ -222,9 +244,12 @@ static __attribute__((noinline)) int slots_grow(bl_sched *s)
         s->chunks = c;
         s->chunks_cap = cap;
     }
-    bl_thread *chunk = calloc(BL_SLOTS_PER_CHUNK, sizeof *chunk);
+    /* Aligned: a slot's first cache line holds its hot fields. */
+    bl_thread *chunk = aligned_alloc(_Alignof(bl_thread),
+                                     BL_SLOTS_PER_CHUNK * sizeof *chunk);
     if (chunk == NULL)
         return -1;
+    memset(chunk, 0, BL_SLOTS_PER_CHUNK * sizeof *chunk);
     s->chunks[s->nchunks++] = chunk;
     /* What never changes for a slot is set once, here. */
     for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
