@@ -39,9 +39,9 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define BL_VERSION_MAJOR 1
-#define BL_VERSION_MINOR 0
+#define BL_VERSION_MINOR 1
 #define BL_VERSION_PATCH 0
-#define BL_VERSION_STRING "1.0.0"
+#define BL_VERSION_STRING "1.1.0"
 /* One number for compile-time comparisons: 0xMMmmpp. */
 #define BL_VERSION_HEX \
     ((BL_VERSION_MAJOR << 16) | (BL_VERSION_MINOR << 8) | BL_VERSION_PATCH)
@@ -277,9 +277,14 @@ BL_API bl_conn *bl_connect(const char *host, int port);
  * Extra errno: ETIMEDOUT. */
 BL_API bl_conn *bl_connect_timeout(const char *host, int port, double timeout);
 
-/* Connect to the Unix-domain stream socket at `path`. Blocking.
- * Errors as bl_connect() plus ENOENT, ENAMETOOLONG. */
+/* Connect to the Unix-domain stream socket at `path`. Blocking: while the
+ * listener's backlog is full it retries (every few ms to 0.1 s) until it gets
+ * in or is cancelled. Errors as bl_connect() plus ENOENT, ENAMETOOLONG. */
 BL_API bl_conn *bl_connect_unix(const char *path);
+
+/* bl_connect_unix() bounded by `timeout` seconds (timeout <= 0 or infinite:
+ * none). Extra errno: ETIMEDOUT; EINVAL also for a NaN timeout. */
+BL_API bl_conn *bl_connect_unix_timeout(const char *path, double timeout);
 
 /* The resolver's message for the last failed name resolution in this OS
  * thread (gai_strerror text), or "" when there was none. */

@@ -895,8 +895,10 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
     int err = 0;
     double pause = 0.001;
     for (;;) {
-        if (connect(fd, sa, len) == 0)
+        if (connect(fd, sa, len) == 0) {
+            err = 0;    /* perhaps after waiting out a full backlog */
             break;
+        }
         err = errno;
         if (err == EINTR)
             continue;
@@ -912,11 +914,15 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
             break;
         }
         if (err == EAGAIN && sa->sa_family == AF_UNIX) {
-            /* A Unix listener's backlog is full: retry shortly. */
-            err = bl__park(self, "bl_connect", pause);
-            if (err != ETIMEDOUT)
+            /* A Unix listener's backlog is full: retry shortly, or fail
+             * with ETIMEDOUT at the deadline. */
+            double left = bl__remaining(self->sched, deadline);
+            if (left == 0) {
+                err = ETIMEDOUT;
                 break;
-            if (bl__remaining(self->sched, deadline) == 0)
+            }
+            err = bl__park(self, "bl_connect", left > 0 && left < pause ? left : pause);
+            if (err != ETIMEDOUT)
                 break;
             if (pause < 0.1)
                 pause *= 2;
@@ -981,20 +987,27 @@ bl_conn *bl_connect(const char *host, int port)
     return bl_connect_timeout(host, port, -1);
 }
 
-bl_conn *bl_connect_unix(const char *path)
+bl_conn *bl_connect_unix_timeout(const char *path, double timeout)
 {
     bl_thread *self = bl__self_or_eperm();
     if (self == NULL)
         return NULL;
     struct sockaddr_un sa;
-    int err = unix_addr(&sa, path);
+    int err = isnan(timeout) ? EINVAL : unix_addr(&sa, path);
     if (err == 0 && (self->flags & BL_F_CANCELLED))
         err = ECANCELED;
     if (err != 0) {
         errno = err;
         return NULL;
     }
-    return connect_addr(self, (struct sockaddr *)&sa, sizeof sa, -1);
+    double deadline = timeout > 0 && !isinf(timeout)
+                          ? bl__deadline(self->sched, timeout) : -1;
+    return connect_addr(self, (struct sockaddr *)&sa, sizeof sa, deadline);
+}
+
+bl_conn *bl_connect_unix(const char *path)
+{
+    return bl_connect_unix_timeout(path, -1);
 }
 
 /* ---- bl_serve ---- */

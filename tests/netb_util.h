@@ -304,6 +304,37 @@ static inline int netb_hung_port(int fds[10])
     CORE_FAIL("no connect to a full accept queue stays pending");
 }
 
+/* A Unix listener at path whose backlog is full: a connect to it returns
+ * EAGAIN (bl_connect_unix then retries). The sockets that fill it go to
+ * fds (-1 terminated, at most 15 + terminator). */
+static inline bl_listener *netb_full_unix_listener(const char *path, int fds[16])
+{
+    unlink(path);
+    bl_listener *l = bl_listen_unix(path, 1);
+    CHECK(l != NULL);
+    struct sockaddr_un ua = {.sun_family = AF_UNIX};
+    snprintf(ua.sun_path, sizeof ua.sun_path, "%s", path);
+    int n = 0;
+    for (;;) {
+        CHECK(n < 15);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        CHECK(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&ua, sizeof ua) < 0) {
+            CHECK(errno == EAGAIN);
+            close(fd);
+            break;
+        }
+        fds[n++] = fd;
+    }
+    fds[n] = -1;
+    return l;
+}
+
+static inline void netb_unix_path(char *buf, size_t cap, const char *what)
+{
+    snprintf(buf, cap, "/tmp/bl_netb_%s_%d.sock", what, (int)getpid());
+}
+
 static inline void netb_close_all(int *fds)
 {
     for (int i = 0; fds[i] >= 0; i++)

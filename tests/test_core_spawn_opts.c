@@ -100,10 +100,10 @@ int main(void)
     /* ---- version ---- */
     CHECK(bl_version() != NULL);
     CHECK(strcmp(bl_version(), BL_VERSION_STRING) == 0);
-    CHECK(strcmp(bl_version(), "1.0.0") == 0);
-    CHECK(BL_VERSION_MAJOR == 1 && BL_VERSION_MINOR == 0 &&
+    CHECK(strcmp(bl_version(), "1.1.0") == 0);
+    CHECK(BL_VERSION_MAJOR == 1 && BL_VERSION_MINOR == 1 &&
           BL_VERSION_PATCH == 0);
-    CHECK(BL_VERSION_HEX == 0x010000);
+    CHECK(BL_VERSION_HEX == 0x010100);
 
     bl_sched *s = bl_sched_new();
     CHECK(s != NULL);

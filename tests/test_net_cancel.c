@@ -311,37 +311,6 @@ static void *accept_main(void *arg)
 
 /* ---- bl_connect ---- */
 
-/* A Unix listener at path whose backlog is full: a connect to it returns
- * EAGAIN (bl_connect_unix then retries). The sockets that fill it go to
- * fds (-1 terminated, at most 15 + terminator). */
-static bl_listener *full_unix_listener(const char *path, int fds[16])
-{
-    unlink(path);
-    bl_listener *l = bl_listen_unix(path, 1);
-    CHECK(l != NULL);
-    struct sockaddr_un ua = {.sun_family = AF_UNIX};
-    snprintf(ua.sun_path, sizeof ua.sun_path, "%s", path);
-    int n = 0;
-    for (;;) {
-        CHECK(n < 15);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        CHECK(fd >= 0);
-        if (connect(fd, (struct sockaddr *)&ua, sizeof ua) < 0) {
-            CHECK(errno == EAGAIN);
-            close(fd);
-            break;
-        }
-        fds[n++] = fd;
-    }
-    fds[n] = -1;
-    return l;
-}
-
-static void unix_path(char *buf, size_t cap, const char *what)
-{
-    snprintf(buf, cap, "/tmp/bl_netb_%s_%d.sock", what, (int)getpid());
-}
-
 static void *connect_main(void *arg)
 {
     (void)arg;
@@ -366,9 +335,9 @@ static void *connect_main(void *arg)
     /* A Unix socket whose backlog is full: cancel bl_connect_unix while
      * it waits to retry. */
     char path[64];
-    unix_path(path, sizeof path, "cancel");
+    netb_unix_path(path, sizeof path, "cancel");
     int ufds[16];
-    bl_listener *lu = full_unix_listener(path, ufds);
+    bl_listener *lu = netb_full_unix_listener(path, ufds);
     nfds = netb_count_fds();
     v = (struct victim){.what = "bl_connect_unix (full backlog)",
                         .op = op_connect, .path = path};
@@ -464,7 +433,7 @@ static void *early_main(void *arg)
     CHECK(e.l != NULL);
     int client = netb_raw_connect(bl_listener_port(e.l));
     char path[64];
-    unix_path(path, sizeof path, "early");
+    netb_unix_path(path, sizeof path, "early");
     unlink(path);
     e.path = path;
     e.lu = bl_listen_unix(path, 4);

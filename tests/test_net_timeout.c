@@ -373,6 +373,63 @@ static void *connect_main(void *arg)
     return NULL;
 }
 
+/* ---- bl_connect_unix_timeout ---- */
+
+struct drainer {
+    bl_listener *l;
+    int n;          /* connections to accept */
+    double delay;
+};
+
+/* After `delay`, accept (and close) the n connections that fill l's backlog. */
+static void *drain_later_fn(void *arg)
+{
+    struct drainer *d = arg;
+    CHECK(bl_sleep(d->delay) == 0);
+    for (int i = 0; i < d->n; i++) {
+        bl_conn *c = bl_accept(d->l);
+        CHECK(c != NULL);
+        CHECK(bl_close(c) == 0);
+    }
+    return NULL;
+}
+
+static void *connect_unix_main(void *arg)
+{
+    (void)arg;
+    char path[108];
+    netb_unix_path(path, sizeof path, "timeout");
+    int ufds[16];
+    bl_listener *lu = netb_full_unix_listener(path, ufds);
+    int nfill = 0;
+    while (ufds[nfill] >= 0)
+        nfill++;
+    int nfds = netb_count_fds();
+
+    /* The backlog stays full: the call fails at the bound. */
+    double t0 = core_now();
+    CHECK_NULL_ERR(bl_connect_unix_timeout(path, T), ETIMEDOUT);
+    NETB_CHECK_TOOK(t0, T, "bl_connect_unix_timeout to a full backlog");
+    NETB_CHECK_FDS(nfds);   /* the socket was closed */
+    CHECK_NULL_ERR(bl_connect_unix_timeout(path, NAN), EINVAL);
+
+    /* The backlog drains at 1.5 T: a call bounded by 5 T gets in then (and
+     * succeeds, although its retries timed out pauses on the way). */
+    struct drainer d = {.l = lu, .n = nfill, .delay = 1.5 * T};
+    bl_thread *dt = bl_spawn(NULL, drain_later_fn, &d);
+    CHECK(dt != NULL);
+    t0 = core_now();
+    bl_conn *c = bl_connect_unix_timeout(path, 5 * T);
+    CHECK(c != NULL);
+    NETB_CHECK_TOOK(t0, 1.5 * T, "bl_connect_unix_timeout until the backlog drained");
+    CHECK(bl_join(dt, NULL) == 0);
+    CHECK(bl_close(c) == 0);
+    netb_close_all(ufds);
+    CHECK(bl_listener_close(lu) == 0);
+    unlink(path);
+    return NULL;
+}
+
 /* ---- bl_wait_fd ---- */
 
 static void *waitfd_main(void *arg)
@@ -491,6 +548,9 @@ int main(void)
     NETB_RUN(connect_main, NULL);
     printf("ok: bl_connect_timeout bounds connect (address and name); 0 is "
            "unbounded\n");
+    NETB_RUN(connect_unix_main, NULL);
+    printf("ok: bl_connect_unix_timeout bounds the wait for a full backlog, "
+           "and gets in when it drains\n");
     NETB_RUN(waitfd_main, NULL);
     printf("ok: bl_wait_fd times out for reading and writing\n");
     NETB_RUN(concurrent_main, NULL);
