@@ -109,7 +109,6 @@ enum bl__state {
 
 #define BL_F_DETACHED 1u
 #define BL_F_CANCELLED 2u
-#define BL_F_STARTED 4u
 
 /* The first cache line holds what a park, a wake and a switch touch. */
 struct bl_thread {
