@@ -341,6 +341,15 @@ static inline void netb_close_all(int *fds)
         close(fds[i]);
 }
 
+/* Undo netb_full_unix_listener(): close the filling sockets and the
+ * listener, and remove the socket file. */
+static inline void netb_full_unix_free(bl_listener *l, int *fds, const char *path)
+{
+    netb_close_all(fds);
+    CHECK(bl_listener_close(l) == 0);
+    unlink(path);
+}
+
 /* A byte of a deterministic stream: position i of stream `seed`. */
 static inline unsigned char netb_byte(unsigned seed, size_t i)
 {

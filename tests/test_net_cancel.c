@@ -343,9 +343,7 @@ static void *connect_main(void *arg)
                         .op = op_connect, .path = path};
     cancel_blocked(&v);
     NETB_CHECK_FDS(nfds);
-    netb_close_all(ufds);
-    CHECK(bl_listener_close(lu) == 0);
-    unlink(path);
+    netb_full_unix_free(lu, ufds, path);
     return NULL;
 }
 

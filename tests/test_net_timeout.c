@@ -424,9 +424,7 @@ static void *connect_unix_main(void *arg)
     NETB_CHECK_TOOK(t0, 1.5 * T, "bl_connect_unix_timeout until the backlog drained");
     CHECK(bl_join(dt, NULL) == 0);
     CHECK(bl_close(c) == 0);
-    netb_close_all(ufds);
-    CHECK(bl_listener_close(lu) == 0);
-    unlink(path);
+    netb_full_unix_free(lu, ufds, path);
     return NULL;
 }
 
