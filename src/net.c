@@ -10,7 +10,7 @@
  * bl_recv() waits for readiness first instead of spending a recv() on EAGAIN.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "switch.h"
 
 #include <math.h>
 #include <netdb.h>
@@ -24,23 +24,29 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-/* Laid out by use: a recv and a send touch the first two cache lines only
- * (the fields every call checks, then the read watcher, which libev touches
- * on each event, and the buffered reader's bounds). With many connections
- * each line is a cache miss per round trip. */
+/* Laid out by use: with many connections every line a round trip touches is
+ * a cache miss, and the misses of our lines also evict the kernel's. So the
+ * first line holds all that a recv, a send and an event on the read watcher
+ * touch: libev's watcher (first, so that conn_rcb() finds c at w), its fd
+ * (the connection's descriptor), its data (the scheduler c is bound to, by
+ * the first wait; NULL before), the parked reader and the flags. */
 struct bl_conn {
-    int fd;
-    int users;          /* threads inside any operation (deferred free) */
-    int rbusy, wbusy;   /* a thread is inside a read / write operation */
+    ev_io rio;
+    bl_thread *reader;      /* parked on rio */
+    unsigned char rbusy, wbusy; /* a thread is inside a read / write call;
+                                 * a closed connection is freed when both
+                                 * have left */
     unsigned char closed;
     unsigned char eof;      /* the buffered reader saw end of stream */
     unsigned char drained;  /* last read was short: wait before reading again */
     unsigned char notsock;  /* a pipe or tty: read/write instead of recv/send */
-    bl_sched *s;        /* bound by the first wait */
-    bl_thread *reader, *writer; /* parked on rio / wio */
-    double timeout;     /* per call; 0: none */
-    ev_io rio;          /* 48 bytes at 56: these end at byte 120 */
-    size_t rstart, rend; /* buffered bytes are rbuf[rstart, rend) */
+    unsigned char timed;    /* timeout > 0 */
+    unsigned char buffered; /* rbuf holds bytes: rend > rstart */
+    /* second line on: what waiting to write, timeouts and bl_readuntil()
+     * use */
+    bl_thread *writer;      /* parked on wio */
+    double timeout;         /* per call, in seconds */
+    size_t rstart, rend;    /* buffered bytes are rbuf[rstart, rend) */
     ev_io wio;
     char *rbuf;
     size_t rcap;
@@ -48,6 +54,16 @@ struct bl_conn {
     bl_handler serve_h; /* bl_serve(): the handler and its argument */
     void *serve_arg;
 } __attribute__((aligned(64)));
+
+_Static_assert(offsetof(struct bl_conn, rio) == 0, "conn_rcb() casts w to c");
+_Static_assert(offsetof(struct bl_conn, writer) == 64,
+               "the hot fields fill the first cache line");
+
+/* The scheduler a connection is bound to (NULL before its first wait). */
+static inline bl_sched *conn_sched(const bl_conn *c)
+{
+    return c->rio.data;
+}
 
 struct bl_listener {
     int fd;
@@ -88,7 +104,7 @@ static int bind_sched(bl_sched **slot, bl_thread *self)
 static void conn_rcb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
-    bl_conn *c = w->data;
+    bl_conn *c = (bl_conn *)w;      /* rio comes first */
     bl_thread *t = c->reader;
     if (t != NULL) {
         c->reader = NULL;
@@ -121,9 +137,8 @@ static bl_conn *conn_alloc(int fd)
     if (c == NULL)
         return NULL;
     memset(c, 0, sizeof *c);
-    c->fd = fd;
     ev_io_init(&c->rio, conn_rcb, fd, EV_READ);
-    c->rio.data = c;
+    c->rio.data = NULL;     /* bound by the first wait */
     ev_io_init(&c->wio, conn_wcb, fd, EV_WRITE);
     c->wio.data = c;
     return c;
@@ -135,28 +150,37 @@ static void conn_free(bl_conn *c)
     free(c);
 }
 
-/* Leave an operation: the last thread out of a closed connection frees it. */
-static void conn_leave(bl_conn *c)
+/* A closed connection is freed once no thread is inside a call on it, by
+ * that call, by bl_close() or, for connections of bl_serve(), once the
+ * handler has returned (serve_conn()). */
+static inline int conn_unused(const bl_conn *c)
 {
-    if (--c->users == 0 && c->closed && c->serve_h == NULL)
-        conn_free(c);
+    return !c->rbusy && !c->wbusy && c->serve_h == NULL;
 }
 
-/* Park until c is readable (write = 0) or writable (write = 1). */
-static int conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
+/* Park until c is readable (write = 0) or writable (write = 1), at most
+ * until `deadline` (< 0: none). Inlined, with the switch, into each call
+ * that waits: see switch.h. */
+static inline __attribute__((always_inline)) int
+conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
 {
     if (c->closed)
         return EBADF;
-    int err = bind_sched(&c->s, self);
-    if (err != 0)
-        return err;
+    bl_sched *s = self->sched;
+    if (BL_UNLIKELY(conn_sched(c) != s)) {
+        if (conn_sched(c) != NULL)
+            return EXDEV;
+        c->rio.data = s;
+    }
     ev_io *w = write ? &c->wio : &c->rio;
     bl_thread **slot = write ? &c->writer : &c->reader;
     *slot = self;
     if (!ev_is_active(w))
-        ev_io_start(c->s->loop, w);
-    err = bl__park(self, write ? "bl_send" : "bl_recv",
-                   bl__remaining(c->s, deadline));
+        ev_io_start(s->loop, w);
+    const char *what = write ? "bl_send" : "bl_recv";
+    int err = BL_LIKELY(deadline < 0)
+                  ? park(s, self, what, -1)
+                  : bl__park(self, what, bl__remaining(s, deadline));
     if (!c->closed)
         *slot = NULL;
     if (err == 0 && c->closed)
@@ -164,8 +188,9 @@ static int conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
     return err;
 }
 
-/* Common entry checks of blocking connection calls. */
-static bl_thread *conn_enter(bl_conn *c, int *busy)
+/* Common entry checks of blocking connection calls; marks c busy. */
+static inline __attribute__((always_inline)) bl_thread *
+conn_enter(bl_conn *c, unsigned char *busy)
 {
     bl_thread *self = bl__self_or_eperm();
     if (self == NULL)
@@ -182,32 +207,35 @@ static bl_thread *conn_enter(bl_conn *c, int *busy)
         errno = ECANCELED;
         return NULL;
     }
-    if (busy != NULL) {
-        if (*busy) {
-            errno = EBUSY;
-            return NULL;
-        }
-        *busy = 1;
+    if (*busy) {
+        errno = EBUSY;
+        return NULL;
     }
-    c->users++;
+    *busy = 1;
     return self;
 }
 
-static void conn_exit(bl_conn *c, int *busy)
+static inline void conn_exit(bl_conn *c, unsigned char *busy)
 {
-    if (busy != NULL && !c->closed)
-        *busy = 0;
-    conn_leave(c);
+    *busy = 0;
+    if (BL_UNLIKELY(c->closed) && conn_unused(c))
+        conn_free(c);
+}
+
+/* The deadline of a call that starts now (-1: none). */
+static inline double conn_deadline(const bl_conn *c, const bl_thread *self)
+{
+    return BL_UNLIKELY(c->timed) ? bl__deadline(self->sched, c->timeout) : -1;
 }
 
 /* One read into buf, waiting as needed. Returns the count (0 at EOF) or -1. */
-static ssize_t read_some(bl_conn *c, bl_thread *self, void *buf, size_t len,
-                         double deadline)
+static inline __attribute__((always_inline)) ssize_t
+read_some(bl_conn *c, bl_thread *self, void *buf, size_t len, double deadline)
 {
     for (;;) {
         if (!c->drained) {
-            ssize_t r = c->notsock ? read(c->fd, buf, len)
-                                   : recv(c->fd, buf, len, 0);
+            ssize_t r = c->notsock ? read(c->rio.fd, buf, len)
+                                   : recv(c->rio.fd, buf, len, 0);
             if (r >= 0) {
                 c->drained = (size_t)r < len;
                 return r;
@@ -230,12 +258,13 @@ static ssize_t read_some(bl_conn *c, bl_thread *self, void *buf, size_t len,
     }
 }
 
-static ssize_t write_some(bl_conn *c, bl_thread *self, const void *buf,
-                          size_t len, double deadline)
+static inline __attribute__((always_inline)) ssize_t
+write_some(bl_conn *c, bl_thread *self, const void *buf, size_t len,
+           double deadline)
 {
     for (;;) {
-        ssize_t r = c->notsock ? write(c->fd, buf, len)
-                               : send(c->fd, buf, len, MSG_NOSIGNAL);
+        ssize_t r = c->notsock ? write(c->rio.fd, buf, len)
+                               : send(c->rio.fd, buf, len, MSG_NOSIGNAL);
         if (r >= 0)
             return r;
         if (errno == ENOTSOCK) {
@@ -276,7 +305,7 @@ int bl_conn_fd(const bl_conn *c)
         errno = EINVAL;
         return -1;
     }
-    return c->fd;
+    return c->rio.fd;
 }
 
 int bl_conn_set_timeout(bl_conn *c, double seconds)
@@ -286,10 +315,20 @@ int bl_conn_set_timeout(bl_conn *c, double seconds)
         return -1;
     }
     c->timeout = isinf(seconds) ? 0 : seconds;
+    c->timed = c->timeout > 0;
     return 0;
 }
 
-static size_t take_buffered(bl_conn *c, void *buf, size_t len)
+/* rstart or rend moved: keep the flag that bl_recv() checks in step. */
+static inline void rbuf_moved(bl_conn *c)
+{
+    if (c->rstart == c->rend)
+        c->rstart = c->rend = c->scanned = 0;
+    c->buffered = c->rend > c->rstart;
+}
+
+static __attribute__((noinline)) size_t
+take_buffered(bl_conn *c, void *buf, size_t len)
 {
     size_t n = c->rend - c->rstart;
     if (n > len)
@@ -297,8 +336,7 @@ static size_t take_buffered(bl_conn *c, void *buf, size_t len)
     memcpy(buf, c->rbuf + c->rstart, n);
     c->rstart += n;
     c->scanned = c->scanned > n ? c->scanned - n : 0;
-    if (c->rstart == c->rend)
-        c->rstart = c->rend = c->scanned = 0;
+    rbuf_moved(c);
     return n;
 }
 
@@ -312,12 +350,12 @@ ssize_t bl_recv(bl_conn *c, void *buf, size_t len)
     if (self == NULL)
         return -1;
     ssize_t r;
-    if (c->rend > c->rstart)
+    if (BL_UNLIKELY(c->buffered))
         r = (ssize_t)take_buffered(c, buf, len);
     else if (len == 0 || c->eof)
         r = 0;
     else
-        r = read_some(c, self, buf, len, call_deadline(self->sched, c->timeout));
+        r = read_some(c, self, buf, len, conn_deadline(c, self));
     conn_exit(c, &c->rbusy);
     return r;
 }
@@ -332,8 +370,7 @@ ssize_t bl_send(bl_conn *c, const void *buf, size_t len)
     if (self == NULL)
         return -1;
     ssize_t r = len == 0 ? 0
-                         : write_some(c, self, buf, len,
-                                      call_deadline(self->sched, c->timeout));
+                         : write_some(c, self, buf, len, conn_deadline(c, self));
     conn_exit(c, &c->wbusy);
     return r;
 }
@@ -347,7 +384,7 @@ int bl_sendall(bl_conn *c, const void *buf, size_t len)
     bl_thread *self = conn_enter(c, &c->wbusy);
     if (self == NULL)
         return -1;
-    double deadline = call_deadline(self->sched, c->timeout);
+    double deadline = conn_deadline(c, self);
     const char *p = buf;
     int rc = 0;
     while (len > 0) {
@@ -399,7 +436,7 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
     bl_thread *self = conn_enter(c, &c->rbusy);
     if (self == NULL)
         return -1;
-    double deadline = call_deadline(self->sched, c->timeout);
+    double deadline = conn_deadline(c, self);
     ssize_t result;
     for (;;) {
         size_t avail = c->rend - c->rstart;
@@ -432,6 +469,7 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
                 if (r == 0)
                     c->eof = 1;
                 c->rend += (size_t)r;
+                rbuf_moved(c);
                 continue;
             }
             n = avail;                    /* the rest, at end of stream */
@@ -446,8 +484,7 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
         buf[n] = '\0';
         c->rstart += n;
         c->scanned = 0;
-        if (c->rstart == c->rend)
-            c->rstart = c->rend = 0;
+        rbuf_moved(c);
         result = (ssize_t)n;
         break;
     }
@@ -461,7 +498,7 @@ int bl_shutdown(bl_conn *c, int how)
         errno = c == NULL ? EINVAL : EBADF;
         return -1;
     }
-    return shutdown(c->fd, how);
+    return shutdown(c->rio.fd, how);
 }
 
 int bl_close(bl_conn *c)
@@ -471,18 +508,19 @@ int bl_close(bl_conn *c)
         return -1;
     }
     c->closed = 1;
-    if (c->s != NULL) {
-        ev_io_stop(c->s->loop, &c->rio);
-        ev_io_stop(c->s->loop, &c->wio);
+    bl_sched *s = conn_sched(c);
+    if (s != NULL) {
+        ev_io_stop(s->loop, &c->rio);
+        ev_io_stop(s->loop, &c->wio);
     }
-    int rc = close(c->fd);
+    int rc = close(c->rio.fd);
     int saved = errno;
     if (c->reader != NULL)
         bl__wake(c->reader, EBADF);
     if (c->writer != NULL)
         bl__wake(c->writer, EBADF);
     c->reader = c->writer = NULL;
-    if (c->users == 0 && c->serve_h == NULL)
+    if (conn_unused(c))
         conn_free(c);
     errno = saved;
     return rc == 0 || errno == EINTR ? 0 : -1;
@@ -903,9 +941,7 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
         if (err == EINTR)
             continue;
         if (err == EINPROGRESS) {
-            c->users++;
             err = conn_wait(c, self, 1, deadline);
-            c->users--;
             if (err == 0) {
                 socklen_t el = sizeof err;
                 if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
@@ -931,9 +967,9 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
         break;
     }
     if (err != 0) {
-        if (c->s != NULL) {
-            ev_io_stop(c->s->loop, &c->wio);
-            ev_io_stop(c->s->loop, &c->rio);
+        if (conn_sched(c) != NULL) {
+            ev_io_stop(conn_sched(c)->loop, &c->wio);
+            ev_io_stop(conn_sched(c)->loop, &c->rio);
         }
         close(fd);
         conn_free(c);
@@ -1027,7 +1063,7 @@ static void *serve_conn(void *p)
     c->serve_h = NULL;
     if (!c->closed)
         bl_close(c);
-    else if (c->users == 0)
+    else if (conn_unused(c))
         conn_free(c);
     return NULL;
 }

@@ -18,7 +18,7 @@
  * EINVAL instead of touching unmapped memory.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "switch.h"
 
 #include <math.h>
 #include <poll.h>
@@ -36,32 +36,11 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#define BL_POLL_INTERVAL 0.0005 /* seconds between polls while busy */
-#define BL_POLL_CHECK_MASK 63u  /* read the clock every 64 switches */
 #define BL_SLOTS_PER_CHUNK 64
 
 __thread bl_sched *bl__cur __attribute__((tls_model("initial-exec")));
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- ready queue ---- */
-
-static inline void enqueue(bl_sched *s, bl_thread *t)
-{
-    t->next = NULL;
-    t->state = BL_T_READY;
-    if (s->ready_tail != NULL)
-        s->ready_tail->next = t;
-    else
-        s->ready_head = t;
-    s->ready_tail = t;
-    s->nready++;
-}
 
 static inline bl_thread *dequeue(bl_sched *s)
 {
@@ -89,37 +68,6 @@ static inline void wake(bl_sched *s, bl_thread *t, int err)
 
 /* ---- switching ---- */
 
-#ifdef BL_ASAN
-#define ASAN_FAKE(p) (p)
-#define ASAN_START(s, save, to) asan_start((s), (save), (to))
-#else
-#define ASAN_FAKE(p) NULL
-#define ASAN_START(s, save, to) ((void)0)
-#endif
-
-#ifdef BL_ASAN
-static void asan_start(bl_sched *s, void **fake, bl_thread *to)
-{
-    if (to != NULL)
-        __sanitizer_start_switch_fiber(fake, to->stack->base,
-                                       bl__stack_span(to->stack));
-    else
-        __sanitizer_start_switch_fiber(fake, s->main_stack_bottom,
-                                       s->main_stack_size);
-}
-#endif
-
-/* Run after every switch into a context. */
-static inline void switched_in(bl_sched *s, void *fake)
-{
-    (void)s;
-#ifdef BL_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#else
-    (void)fake;
-#endif
-}
-
 /* Unmap the stacks of ended threads that the cache did not take. Runs on the
  * scheduler's own stack. */
 static void free_dead_stacks(bl_sched *s)
@@ -138,72 +86,6 @@ static inline void force_poll(bl_sched *s)
     s->switches = BL_POLL_CHECK_MASK;
     s->round = 0;
     s->last_poll = -1e300;
-}
-
-/* A poll in the middle of a busy queue is due once BL_POLL_INTERVAL has
- * passed and the queue has had a full round since the last poll. The round
- * matters with many I/O-bound threads: each poll re-reports every socket
- * whose woken thread has not run yet (epoll is level-triggered), so polling
- * every 64 switches through a queue of 1000 such threads costs quadratic
- * kernel time, and what a poll wakes runs after the round anyway. */
-static inline int poll_due(bl_sched *s)
-{
-    return s->switches >= s->round &&
-           mono_now() - s->last_poll >= BL_POLL_INTERVAL;
-}
-
-#ifndef BL_PREFETCH_LINES
-#define BL_PREFETCH_LINES 4
-#endif
-
-/* With many threads, the saved frames of the next ones are long out of the
- * caches (a blocked thread's stack was last touched a whole round of the
- * ready queue ago), and the first load from a stack after a switch would
- * stall on it: nothing else can run meanwhile. So fetch ahead, in two
- * stages: `after` runs after the thread being switched to, and its slot was
- * fetched one switch ago, so reading after->sp costs nothing and its frame
- * (the lines the switch and the returns through the frames above it load)
- * has a whole thread's run to arrive; the slot of the one after is fetched
- * for the next switch. A prefetch never faults, so a stale sp does no harm. */
-static inline void prefetch_ahead(const bl_thread *after)
-{
-    const char *sp = after->sp;
-    for (int i = 0; i < BL_PREFETCH_LINES; i++)
-        __builtin_prefetch(sp + 64 * i);
-    __builtin_prefetch(after->next);
-}
-
-/* The ready thread to switch to next, taken off the queue; NULL when it is
- * time for the scheduler loop (the queue is empty or a poll is due). */
-static inline __attribute__((always_inline)) bl_thread *take_next(bl_sched *s)
-{
-    bl_thread *next = s->ready_head;
-    if (BL_UNLIKELY(next == NULL) ||
-        BL_UNLIKELY((++s->switches & BL_POLL_CHECK_MASK) == 0 && poll_due(s)))
-        return NULL;
-    bl_thread *after = next->next;
-    s->ready_head = after;
-    if (after == NULL)
-        s->ready_tail = NULL;
-    else
-        prefetch_ahead(after);
-    s->nready--;
-    next->state = BL_T_RUNNING;
-    return next;
-}
-
-/* `self` has stopped running (it is queued or parked): run the next ready
- * thread, or the scheduler context. Returns when self runs again. */
-static inline __attribute__((always_inline)) void
-run_next(bl_sched *s, bl_thread *self, void **save)
-{
-    bl_thread *next = take_next(s);
-    if (next == self)
-        return;
-    s->current = next;
-    ASAN_START(s, &self->asan_fake, next);
-    bl__switch(save, next != NULL ? next->sp : s->main_sp);
-    switched_in(s, ASAN_FAKE(self->asan_fake));
 }
 
 /* ---- callbacks ---- */
@@ -849,31 +731,6 @@ double bl__remaining(bl_sched *s, double deadline)
     ev_now_update(s->loop);
     double left = deadline - ev_now(s->loop);
     return left > 0 ? left : 0;
-}
-
-/* bl__park(), inlined where the timeout is a constant. */
-static inline __attribute__((always_inline)) int
-park(bl_sched *s, bl_thread *self, const char *what, double timeout)
-{
-    if (self->flags & BL_F_CANCELLED)
-        return ECANCELED;
-    if (timeout == 0)
-        return ETIMEDOUT;
-    self->state = BL_T_BLOCKED;
-    self->waiting = what;
-    self->wake_err = 0;
-    if (timeout > 0) {
-        /* libev's ev_now() is the time of the last poll; threads may have
-         * run since, so refresh it to never wake early. */
-        ev_now_update(s->loop);
-        ev_timer_set(&self->timer, timeout, 0.);
-        ev_timer_start(s->loop, &self->timer);
-    }
-    run_next(s, self, &self->sp);
-    if (timeout > 0)
-        ev_timer_stop(s->loop, &self->timer);
-    self->waiting = NULL;
-    return self->wake_err;
 }
 
 int bl__park(bl_thread *self, const char *what, double timeout)
