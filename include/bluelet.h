@@ -91,8 +91,10 @@ BL_API int bl_sched_run(bl_sched *s);
 
 /* Free a scheduler. Green threads still alive are cancelled and run until
  * they return (their blocking calls fail with ECANCELED), then everything is
- * released. NULL is a no-op. Must not be called while s runs (it prints an
- * error and does nothing then). */
+ * released. Connections and listeners tied to s (see bl_conn_new()) are
+ * untied, not closed: close them later, or use them from another scheduler.
+ * NULL is a no-op. Must not be called while s runs (it prints an error and
+ * does nothing then). */
 BL_API void bl_sched_free(bl_sched *s);
 
 /* The scheduler running in this OS thread, or NULL. */
@@ -294,19 +296,22 @@ BL_API const char *bl_resolve_error(void);
  * made non-blocking and close-on-exec, and bl_close() closes it. Not
  * blocking; may be called outside green threads. A connection (like a
  * listener) is tied to the scheduler of the first green thread that waits on
- * it. Returns NULL and sets errno: EINVAL (fd < 0), EBADF, ENOMEM. */
+ * it, until that scheduler is freed: a call from another scheduler's thread
+ * that would have to wait fails with EXDEV. Returns NULL and sets errno:
+ * EINVAL (fd < 0), EBADF, ENOMEM. */
 BL_API bl_conn *bl_conn_new(int fd);
 
 /* Receive up to len bytes (bytes buffered by bl_readline() first).
  * Blocking. Returns the count, 0 at end of stream (or len == 0), or -1 and
  * sets errno: ECONNRESET, ETIMEDOUT (bl_conn_set_timeout), ECANCELED, EPERM,
- * EBADF (closed meanwhile), EBUSY (another thread is receiving on c), EINVAL. */
+ * EBADF (closed meanwhile), EBUSY (another thread is receiving on c), EINVAL,
+ * EXDEV (c is tied to another scheduler, see bl_conn_new()). */
 BL_API ssize_t bl_recv(bl_conn *c, void *buf, size_t len);
 
 /* Send some of buf, waiting until at least one byte can be sent. Blocking.
  * Never raises SIGPIPE. Returns the count sent, or -1 and sets errno: EPIPE,
  * ECONNRESET, ETIMEDOUT, ECANCELED, EPERM, EBADF, EBUSY (another thread is
- * sending on c), EINVAL. */
+ * sending on c), EINVAL, EXDEV. */
 BL_API ssize_t bl_send(bl_conn *c, const void *buf, size_t len);
 
 /* Send all len bytes. Blocking: a slow peer suspends only the caller.

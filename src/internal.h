@@ -97,6 +97,30 @@ BL_HIDDEN void bl__overflow_handler_install(void);
 BL_HIDDEN void *bl__altstack_push(void);
 BL_HIDDEN void bl__altstack_pop(void *token);
 
+/* ---- objects tied to a scheduler ---- */
+
+/* A connection or listener is tied to the scheduler of the first thread that
+ * waits on it: its watchers run in that scheduler's loop. The scheduler
+ * lists what is tied to it, so that bl_sched_free() can stop those watchers
+ * while its loop still exists and untie the objects, which may outlive it
+ * (be closed later, or be used by another scheduler). */
+typedef struct bl__tie bl__tie;
+struct bl__tie {
+    bl__tie *next, **pprev;
+    void (*untie)(bl__tie *t);   /* stop the watchers, forget s, unlink */
+};
+
+BL_HIDDEN void bl__tie_add(bl_sched *s, bl__tie *t, void (*untie)(bl__tie *));
+
+static inline void bl__tie_del(bl__tie *t)
+{
+    if (t->next != NULL)
+        t->next->pprev = t->pprev;
+    *t->pprev = t->next;
+    t->next = NULL;
+    t->pprev = NULL;
+}
+
 /* ---- threads and the scheduler (sched.c) ---- */
 
 enum bl__state {
@@ -154,6 +178,7 @@ struct bl_sched {
     size_t stack_size;
     bl__stack_cache stacks;
     bl_thread *free_head, *free_tail; /* FIFO of free thread slots */
+    bl__tie *ties;             /* connections and listeners tied to us */
     bl_thread **chunks;        /* thread slots, BL_SLOTS_PER_CHUNK each */
     size_t nchunks, chunks_cap;
     int running;

@@ -53,6 +53,7 @@ struct bl_conn {
     size_t scanned;     /* bytes from rstart known to hold no delimiter */
     bl_handler serve_h; /* bl_serve(): the handler and its argument */
     void *serve_arg;
+    bl__tie tie;        /* in the list of the scheduler c is tied to */
 } __attribute__((aligned(64)));
 
 _Static_assert(offsetof(struct bl_conn, rio) == 0, "conn_rcb() casts w to c");
@@ -75,6 +76,7 @@ struct bl_listener {
     bl_thread *waiter;  /* parked in bl_accept(): woken by bl_listener_close */
     double timeout;
     ev_io io;
+    bl__tie tie;        /* in the list of the scheduler l is tied to */
 };
 
 static __thread char resolve_msg[160];
@@ -87,16 +89,6 @@ const char *bl_resolve_error(void)
 static double call_deadline(bl_sched *s, double timeout)
 {
     return timeout > 0 ? bl__deadline(s, timeout) : -1;
-}
-
-/* Tie an object to the scheduler of the first thread that waits on it. */
-static int bind_sched(bl_sched **slot, bl_thread *self)
-{
-    if (*slot == NULL)
-        *slot = self->sched;
-    else if (*slot != self->sched)
-        return EXDEV;
-    return 0;
 }
 
 /* ---- connections ---- */
@@ -150,6 +142,20 @@ static void conn_free(bl_conn *c)
     free(c);
 }
 
+/* Stop c's watchers and untie it from its scheduler (see bl__tie). */
+static void conn_untie(bl__tie *t)
+{
+    bl_conn *c = (bl_conn *)((char *)t - offsetof(bl_conn, tie));
+    bl_sched *s = conn_sched(c);
+    if (s == NULL)
+        return;
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    c->rio.data = NULL;
+    c->reader = c->writer = NULL;
+    bl__tie_del(t);
+}
+
 /* A closed connection is freed once no thread is inside a call on it, by
  * that call, by bl_close() or, for connections of bl_serve(), once the
  * handler has returned (serve_conn()). */
@@ -171,6 +177,7 @@ conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
         if (conn_sched(c) != NULL)
             return EXDEV;
         c->rio.data = s;
+        bl__tie_add(s, &c->tie, conn_untie);
     }
     ev_io *w = write ? &c->wio : &c->rio;
     bl_thread **slot = write ? &c->writer : &c->reader;
@@ -508,17 +515,14 @@ int bl_close(bl_conn *c)
         return -1;
     }
     c->closed = 1;
-    bl_sched *s = conn_sched(c);
-    if (s != NULL) {
-        ev_io_stop(s->loop, &c->rio);
-        ev_io_stop(s->loop, &c->wio);
-    }
+    bl_thread *reader = c->reader, *writer = c->writer;
+    conn_untie(&c->tie);
     int rc = close(c->rio.fd);
     int saved = errno;
-    if (c->reader != NULL)
-        bl__wake(c->reader, EBADF);
-    if (c->writer != NULL)
-        bl__wake(c->writer, EBADF);
+    if (reader != NULL)
+        bl__wake(reader, EBADF);
+    if (writer != NULL)
+        bl__wake(writer, EBADF);
     c->reader = c->writer = NULL;
     if (conn_unused(c))
         conn_free(c);
@@ -793,6 +797,18 @@ int bl_listener_set_timeout(bl_listener *l, double seconds)
     return 0;
 }
 
+/* Stop l's watcher and untie it from its scheduler (see bl__tie). */
+static void listener_untie(bl__tie *t)
+{
+    bl_listener *l = (bl_listener *)((char *)t - offsetof(bl_listener, tie));
+    if (l->s == NULL)
+        return;
+    ev_io_stop(l->s->loop, &l->io);
+    l->s = NULL;
+    l->waiter = NULL;
+    bl__tie_del(t);
+}
+
 static void listener_leave(bl_listener *l)
 {
     if (--l->users == 0 && l->closed)
@@ -822,11 +838,14 @@ bl_conn *bl_accept(bl_listener *l)
         errno = EBUSY;
         return NULL;
     }
-    int err = bind_sched(&l->s, self);
-    if (err != 0) {
-        errno = err;
+    if (l->s == NULL) {
+        l->s = self->sched;
+        bl__tie_add(l->s, &l->tie, listener_untie);
+    } else if (l->s != self->sched) {
+        errno = EXDEV;
         return NULL;
     }
+    int err;
     l->users++;
     l->accepting = 1;
     double deadline = call_deadline(self->sched, l->timeout);
@@ -903,11 +922,11 @@ int bl_listener_close(bl_listener *l)
         return -1;
     }
     l->closed = 1;
-    if (l->s != NULL)
-        ev_io_stop(l->s->loop, &l->io);
+    bl_thread *waiter = l->waiter;
+    listener_untie(&l->tie);
     close(l->fd);
-    if (l->waiter != NULL)
-        bl__wake(l->waiter, EBADF);
+    if (waiter != NULL)
+        bl__wake(waiter, EBADF);
     l->waiter = NULL;
     if (l->users == 0)
         free(l);
@@ -967,10 +986,7 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
         break;
     }
     if (err != 0) {
-        if (conn_sched(c) != NULL) {
-            ev_io_stop(conn_sched(c)->loop, &c->wio);
-            ev_io_stop(conn_sched(c)->loop, &c->rio);
-        }
+        conn_untie(&c->tie);
         close(fd);
         conn_free(c);
         errno = err;

@@ -399,6 +399,10 @@ void bl_sched_free(bl_sched *s)
             }
         }
     }
+    /* Connections and listeners may outlive us: stop their watchers while
+     * the loop exists. */
+    while (s->ties != NULL)
+        s->ties->untie(s->ties);
     if (s->async_refs > 0)
         ev_unref(s->loop);
     ev_ref(s->loop);
@@ -714,6 +718,16 @@ int bl_yield(void)
 cancelled:
     errno = ECANCELED;
     return -1;
+}
+
+void bl__tie_add(bl_sched *s, bl__tie *t, void (*untie)(bl__tie *))
+{
+    t->untie = untie;
+    t->next = s->ties;
+    t->pprev = &s->ties;
+    if (s->ties != NULL)
+        s->ties->pprev = &t->next;
+    s->ties = t;
 }
 
 double bl__deadline(bl_sched *s, double timeout)

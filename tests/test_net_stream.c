@@ -1,7 +1,7 @@
 /*
  * test_net_stream.c - data through connections: many concurrent clients,
  * a bulk transfer, partial and coalesced reads, bl_readline/bl_readuntil
- * rules, half-close, peer reset, no SIGPIPE, IPv6 and Unix sockets,
+ * rules, the scheduler a connection is tied to, half-close, peer reset, no SIGPIPE, IPv6 and Unix sockets,
  * ECONNREFUSED and unknown host names. Real loopback sockets throughout.
  */
 #include "netb_util.h"
@@ -233,6 +233,88 @@ static void test_reads(void)
     printf("ok: partial and coalesced reads, readline/readuntil rules\n");
 }
 
+/* ---- connections and listeners are tied to the scheduler that first
+ * waits on them ---- */
+
+static bl_conn *tied;
+static bl_listener *tied_l;
+
+/* Scheduler A: wait on the connection (bounded), which ties it to A. */
+static void *tie_main(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    CHECK(bl_conn_set_timeout(tied, 0.05) == 0);
+    CHECK_ERR(bl_recv(tied, buf, sizeof buf), ETIMEDOUT);
+    CHECK(bl_conn_set_timeout(tied, 0) == 0);
+    CHECK(bl_listener_set_timeout(tied_l, 0.05) == 0);
+    CHECK(bl_accept(tied_l) == NULL && errno == ETIMEDOUT);
+    CHECK(bl_listener_set_timeout(tied_l, 0) == 0);
+    return NULL;
+}
+
+/* Scheduler B, while A exists: a call that would wait fails with EXDEV and
+ * leaves the connection usable; one that need not wait goes through. */
+static void *other_main(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    CHECK_ERR(bl_recv(tied, buf, sizeof buf), EXDEV);
+    CHECK_ERR(bl_recv(tied, buf, sizeof buf), EXDEV);   /* not EBUSY */
+    CHECK(bl_accept(tied_l) == NULL && errno == EXDEV);
+    raw_write("hi");
+    CHECK(bl_recv(tied, buf, sizeof buf) == 2 && memcmp(buf, "hi", 2) == 0);
+    CHECK(bl_sendall(tied, "yo", 2) == 0);
+    CHECK(read(sp[1], buf, sizeof buf) == 2 && memcmp(buf, "yo", 2) == 0);
+    return NULL;
+}
+
+static void *late_writer(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(0.02) == 0);
+    raw_write("late");
+    return NULL;
+}
+
+/* Scheduler C, after A was freed: the connection is free to tie to C, and
+ * waiting on it works. */
+static void *after_main(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    CHECK(bl_spawn(NULL, late_writer, NULL) != NULL);
+    CHECK(bl_recv(tied, buf, sizeof buf) == 4 && memcmp(buf, "late", 4) == 0);
+    int fd = netb_raw_connect(bl_listener_port(tied_l));
+    bl_conn *c = bl_accept(tied_l);
+    CHECK(c != NULL);
+    CHECK(bl_close(c) == 0);
+    CHECK(close(fd) == 0);
+    return NULL;
+}
+
+static void test_tied(void)
+{
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
+    tied = bl_conn_new(sp[0]);
+    CHECK(tied != NULL);
+    tied_l = bl_listen("127.0.0.1", 0, 0);
+    CHECK(tied_l != NULL);
+    bl_sched *a = bl_sched_new();
+    CHECK(a != NULL);
+    CHECK(bl_spawn(a, tie_main, NULL) != NULL);
+    CHECK(bl_sched_run(a) == 0);
+    core_run_green(other_main, NULL);
+    bl_sched_free(a);
+    core_run_green(after_main, NULL);
+    /* Its last scheduler is gone too: closing must not touch its loop. */
+    CHECK(bl_close(tied) == 0);
+    CHECK(bl_listener_close(tied_l) == 0);
+    CHECK(close(sp[1]) == 0);
+    printf("ok: connections and listeners are tied to one scheduler (EXDEV "
+           "in another) until that one is freed\n");
+}
+
 /* ---- half-close, reset, SIGPIPE ---- */
 
 static void *halfclose_main(void *arg)
@@ -366,6 +448,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_reads();
+    test_tied();
     test_halfclose_reset_sigpipe();
     test_families();
     test_bulk();
