@@ -36,9 +36,17 @@
 #include <valgrind/valgrind.h>
 #endif
 
+#define BL_POLL_INTERVAL 0.0005 /* seconds between polls while busy */
 #define BL_SLOTS_PER_CHUNK 64
 
 __thread bl_sched *bl__cur __attribute__((tls_model("initial-exec")));
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- ready queue ---- */
 
@@ -78,6 +86,12 @@ static void free_dead_stacks(bl_sched *s)
         bl__stack copy = *st;
         bl__stack_unmap(&copy);
     }
+}
+
+int bl__poll_due(bl_sched *s)
+{
+    return s->switches >= s->round &&
+           mono_now() - s->last_poll >= BL_POLL_INTERVAL;
 }
 
 /* Make the next run_next() go through the scheduler loop (a poll). */

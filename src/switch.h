@@ -12,21 +12,11 @@
 
 #include "internal.h"
 
-#include <time.h>
-
 #ifdef BL_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#define BL_POLL_INTERVAL 0.0005 /* seconds between polls while busy */
 #define BL_POLL_CHECK_MASK 63u  /* read the clock every 64 switches */
-
-static inline double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- ready queue ---- */
 
@@ -80,12 +70,10 @@ static inline void switched_in(bl_sched *s, void *fake)
  * matters with many I/O-bound threads: each poll re-reports every socket
  * whose woken thread has not run yet (epoll is level-triggered), so polling
  * every 64 switches through a queue of 1000 such threads costs quadratic
- * kernel time, and what a poll wakes runs after the round anyway. */
-static inline int poll_due(bl_sched *s)
-{
-    return s->switches >= s->round &&
-           mono_now() - s->last_poll >= BL_POLL_INTERVAL;
-}
+ * kernel time, and what a poll wakes runs after the round anyway. Called
+ * every 64 switches; out of line, so that its clock read takes no room in
+ * the frames of the calls that switch. */
+BL_HIDDEN int bl__poll_due(bl_sched *s);
 
 #ifndef BL_PREFETCH_LINES
 #define BL_PREFETCH_LINES 4
@@ -114,7 +102,7 @@ static inline __attribute__((always_inline)) bl_thread *take_next(bl_sched *s)
 {
     bl_thread *next = s->ready_head;
     if (BL_UNLIKELY(next == NULL) ||
-        BL_UNLIKELY((++s->switches & BL_POLL_CHECK_MASK) == 0 && poll_due(s)))
+        BL_UNLIKELY((++s->switches & BL_POLL_CHECK_MASK) == 0 && bl__poll_due(s)))
         return NULL;
     bl_thread *after = next->next;
     s->ready_head = after;
