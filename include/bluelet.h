@@ -254,7 +254,8 @@ BL_API int bl_listener_fd(const bl_listener *l);
  * of spinning. Returns the connection, or NULL and sets errno: EPERM,
  * ECANCELED, EINVAL (l NULL), EBADF (l was closed, also while waiting),
  * EBUSY (another thread is accepting on l), ETIMEDOUT
- * (bl_listener_set_timeout), EXDEV (l is used by another scheduler).
+ * (bl_listener_set_timeout), EXDEV (l is tied to another scheduler and no
+ * connection is queued; see bl_conn_new()).
  * Connections aborted before they were accepted are skipped. */
 BL_API bl_conn *bl_accept(bl_listener *l);
 

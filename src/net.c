@@ -50,7 +50,6 @@ struct bl_conn {
     ev_io wio;
     char *rbuf;
     size_t rcap;
-    size_t scanned;     /* bytes from rstart known to hold no delimiter */
     bl_handler serve_h; /* bl_serve(): the handler and its argument */
     void *serve_arg;
     bl__tie tie;        /* in the list of the scheduler c is tied to */
@@ -93,34 +92,71 @@ static double call_deadline(bl_sched *s, double timeout)
 
 /* ---- connections ---- */
 
+/* Watchers stay started between calls, so that a thread that reads (or
+ * writes) again soon costs no epoll_ctl. A started watcher that no thread
+ * waits on ("idle") must not keep bl_sched_run() from seeing a deadlock, so
+ * it does not count as active (ev_unref) until a thread waits on it again:
+ *   started, waiter set    referenced
+ *   started, no waiter     unreferenced: ev_ref() before ev_io_stop()
+ * The same holds for a listener's watcher. */
+static inline void watcher_stop(struct ev_loop *loop, ev_io *w,
+                                const bl_thread *waiter)
+{
+    if (ev_is_active(w) && waiter == NULL)
+        ev_ref(loop);
+    ev_io_stop(loop, w);
+}
+
+/* Wake the waiter of a watcher that stays started: it turns idle. */
+static inline void watcher_wake(struct ev_loop *loop, bl_thread **waiter)
+{
+    bl_thread *t = *waiter;
+    *waiter = NULL;
+    ev_unref(loop);
+    bl__wake(t, 0);
+}
+
+/* A thread is about to wait on w (started or idle). */
+static inline void watcher_arm(struct ev_loop *loop, ev_io *w)
+{
+    if (!ev_is_active(w))
+        ev_io_start(loop, w);
+    else
+        ev_ref(loop);
+}
+
+/* The waiter left without being woken through w (timeout, cancel, another
+ * wake-up): w stays started, idle. */
+static inline void watcher_leave(struct ev_loop *loop, bl_thread **waiter)
+{
+    if (*waiter != NULL) {
+        *waiter = NULL;
+        ev_unref(loop);
+    }
+}
+
 static void conn_rcb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     bl_conn *c = (bl_conn *)w;      /* rio comes first */
-    bl_thread *t = c->reader;
-    if (t != NULL) {
-        c->reader = NULL;
-        bl__wake(t, 0);
-    } else if (!c->rbusy) {
+    if (c->reader != NULL)
+        watcher_wake(loop, &c->reader);
+    else if (!c->rbusy)
         /* Nobody is reading: stop, or a level-triggered poll would keep
          * reporting the unread bytes. A thread inside a read call that was
          * woken and has not run yet will wait again at once: keep the
-         * watcher for it (stopping and restarting costs an epoll_ctl). */
-        ev_io_stop(loop, w);
-    }
+         * watcher for it. */
+        watcher_stop(loop, w, NULL);
 }
 
 static void conn_wcb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     bl_conn *c = w->data;
-    bl_thread *t = c->writer;
-    if (t != NULL) {
-        c->writer = NULL;
-        bl__wake(t, 0);
-    } else if (!c->wbusy) {
-        ev_io_stop(loop, w);    /* as in conn_rcb */
-    }
+    if (c->writer != NULL)
+        watcher_wake(loop, &c->writer);
+    else if (!c->wbusy)
+        watcher_stop(loop, w, NULL);    /* as in conn_rcb */
 }
 
 static bl_conn *conn_alloc(int fd)
@@ -149,8 +185,8 @@ static void conn_untie(bl__tie *t)
     bl_sched *s = conn_sched(c);
     if (s == NULL)
         return;
-    ev_io_stop(s->loop, &c->rio);
-    ev_io_stop(s->loop, &c->wio);
+    watcher_stop(s->loop, &c->rio, c->reader);
+    watcher_stop(s->loop, &c->wio, c->writer);
     c->rio.data = NULL;
     c->reader = c->writer = NULL;
     bl__tie_del(t);
@@ -182,22 +218,22 @@ conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
     ev_io *w = write ? &c->wio : &c->rio;
     bl_thread **slot = write ? &c->writer : &c->reader;
     *slot = self;
-    if (!ev_is_active(w))
-        ev_io_start(s->loop, w);
+    watcher_arm(s->loop, w);
     const char *what = write ? "bl_send" : "bl_recv";
     int err = BL_LIKELY(deadline < 0)
                   ? park(s, self, what, -1)
                   : bl__park(self, what, bl__remaining(s, deadline));
     if (!c->closed)
-        *slot = NULL;
+        watcher_leave(s->loop, slot);
     if (err == 0 && c->closed)
         err = EBADF;
     return err;
 }
 
-/* Common entry checks of blocking connection calls; marks c busy. */
+/* Common entry checks of blocking connection calls; marks c busy for
+ * reading (write = 0) or writing (write = 1). */
 static inline __attribute__((always_inline)) bl_thread *
-conn_enter(bl_conn *c, unsigned char *busy)
+conn_enter(bl_conn *c, int write)
 {
     bl_thread *self = bl__self_or_eperm();
     if (self == NULL)
@@ -214,6 +250,7 @@ conn_enter(bl_conn *c, unsigned char *busy)
         errno = ECANCELED;
         return NULL;
     }
+    unsigned char *busy = write ? &c->wbusy : &c->rbusy;
     if (*busy) {
         errno = EBUSY;
         return NULL;
@@ -240,7 +277,10 @@ static inline __attribute__((always_inline)) ssize_t
 read_some(bl_conn *c, bl_thread *self, void *buf, size_t len, double deadline)
 {
     for (;;) {
-        if (!c->drained) {
+        /* A thread of another scheduler may not wait, but may take what is
+         * there: it reads even when the last read was short. */
+        if (!c->drained || BL_UNLIKELY(conn_sched(c) != self->sched &&
+                                       conn_sched(c) != NULL)) {
             ssize_t r = c->notsock ? read(c->rio.fd, buf, len)
                                    : recv(c->rio.fd, buf, len, 0);
             if (r >= 0) {
@@ -330,7 +370,7 @@ int bl_conn_set_timeout(bl_conn *c, double seconds)
 static inline void rbuf_moved(bl_conn *c)
 {
     if (c->rstart == c->rend)
-        c->rstart = c->rend = c->scanned = 0;
+        c->rstart = c->rend = 0;
     c->buffered = c->rend > c->rstart;
 }
 
@@ -342,7 +382,6 @@ take_buffered(bl_conn *c, void *buf, size_t len)
         n = len;
     memcpy(buf, c->rbuf + c->rstart, n);
     c->rstart += n;
-    c->scanned = c->scanned > n ? c->scanned - n : 0;
     rbuf_moved(c);
     return n;
 }
@@ -353,12 +392,12 @@ ssize_t bl_recv(bl_conn *c, void *buf, size_t len)
         errno = EINVAL;
         return -1;
     }
-    bl_thread *self = conn_enter(c, &c->rbusy);
+    bl_thread *self = conn_enter(c, 0);
     if (self == NULL)
         return -1;
     ssize_t r;
     if (BL_UNLIKELY(c->buffered))
-        r = (ssize_t)take_buffered(c, buf, len);
+        r = len == 0 ? 0 : (ssize_t)take_buffered(c, buf, len);
     else if (len == 0 || c->eof)
         r = 0;
     else
@@ -373,7 +412,7 @@ ssize_t bl_send(bl_conn *c, const void *buf, size_t len)
         errno = EINVAL;
         return -1;
     }
-    bl_thread *self = conn_enter(c, &c->wbusy);
+    bl_thread *self = conn_enter(c, 1);
     if (self == NULL)
         return -1;
     ssize_t r = len == 0 ? 0
@@ -388,7 +427,7 @@ int bl_sendall(bl_conn *c, const void *buf, size_t len)
         errno = EINVAL;
         return -1;
     }
-    bl_thread *self = conn_enter(c, &c->wbusy);
+    bl_thread *self = conn_enter(c, 1);
     if (self == NULL)
         return -1;
     double deadline = conn_deadline(c, self);
@@ -440,14 +479,17 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
         errno = EINVAL;
         return -1;
     }
-    bl_thread *self = conn_enter(c, &c->rbusy);
+    bl_thread *self = conn_enter(c, 0);
     if (self == NULL)
         return -1;
     double deadline = conn_deadline(c, self);
     ssize_t result;
+    /* Bytes from rstart known to hold no delimiter. Per call: a call that
+     * failed consumed nothing, and the next may look for another delimiter. */
+    size_t scanned = 0;
     for (;;) {
         size_t avail = c->rend - c->rstart;
-        size_t from = c->scanned >= dlen - 1 ? c->scanned - (dlen - 1) : 0;
+        size_t from = scanned >= dlen - 1 ? scanned - (dlen - 1) : 0;
         const char *base = c->rbuf != NULL ? c->rbuf + c->rstart : NULL;
         const char *hit = avail > from
             ? memmem(base + from, avail - from, delim, dlen) : NULL;
@@ -455,8 +497,10 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
         if (hit != NULL) {
             n = (size_t)(hit - base) + dlen;
         } else {
-            c->scanned = avail;
-            if (avail >= cap - 1) {       /* cannot fit, delimiter or not */
+            scanned = avail;
+            /* More than cap - 1 bytes cannot fit, delimiter or not; exactly
+             * cap - 1 fit if the stream ends there, so read on to know. */
+            if (avail > cap - 1) {
                 errno = EMSGSIZE;
                 result = -1;
                 break;
@@ -490,7 +534,6 @@ ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap, const void *delim,
             memcpy(buf, base, n);
         buf[n] = '\0';
         c->rstart += n;
-        c->scanned = 0;
         rbuf_moved(c);
         result = (ssize_t)n;
         break;
@@ -639,13 +682,10 @@ static void listener_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     bl_listener *l = w->data;
-    bl_thread *t = l->waiter;
-    if (t != NULL) {
-        l->waiter = NULL;
-        bl__wake(t, 0);
-    } else {
-        ev_io_stop(loop, w);
-    }
+    if (l->waiter != NULL)
+        watcher_wake(loop, &l->waiter);
+    else
+        watcher_stop(loop, w, NULL);
 }
 
 static bl_listener *listener_new(int fd)
@@ -803,10 +843,21 @@ static void listener_untie(bl__tie *t)
     bl_listener *l = (bl_listener *)((char *)t - offsetof(bl_listener, tie));
     if (l->s == NULL)
         return;
-    ev_io_stop(l->s->loop, &l->io);
+    watcher_stop(l->s->loop, &l->io, l->waiter);
     l->s = NULL;
     l->waiter = NULL;
     bl__tie_del(t);
+}
+
+/* Waiting ties l to the waiter's scheduler (see bl_conn_new()); a thread of
+ * another scheduler may only take what is queued. 0, or -1 for EXDEV. */
+static int listener_bind(bl_listener *l, bl_thread *self)
+{
+    if (l->s == NULL) {
+        l->s = self->sched;
+        bl__tie_add(l->s, &l->tie, listener_untie);
+    }
+    return l->s == self->sched ? 0 : -1;
 }
 
 static void listener_leave(bl_listener *l)
@@ -838,13 +889,6 @@ bl_conn *bl_accept(bl_listener *l)
         errno = EBUSY;
         return NULL;
     }
-    if (l->s == NULL) {
-        l->s = self->sched;
-        bl__tie_add(l->s, &l->tie, listener_untie);
-    } else if (l->s != self->sched) {
-        errno = EXDEV;
-        return NULL;
-    }
     int err;
     l->users++;
     l->accepting = 1;
@@ -870,13 +914,18 @@ bl_conn *bl_accept(bl_listener *l)
         err = errno;
         if (err == EINTR || err == ECONNABORTED || err == EPROTO)
             continue;
+        if ((err == EAGAIN || err == EWOULDBLOCK ||
+             err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) &&
+            listener_bind(l, self) != 0) {
+            err = EXDEV;
+            break;
+        }
         if (err == EAGAIN || err == EWOULDBLOCK) {
             l->waiter = self;
-            if (!ev_is_active(&l->io))
-                ev_io_start(l->s->loop, &l->io);
+            watcher_arm(l->s->loop, &l->io);
             err = bl__park(self, "bl_accept", bl__remaining(l->s, deadline));
             if (!l->closed)
-                l->waiter = NULL;
+                watcher_leave(l->s->loop, &l->waiter);
             if (err == 0 && l->closed)
                 err = EBADF;
             if (err != 0)
@@ -891,7 +940,7 @@ bl_conn *bl_accept(bl_listener *l)
              * not end the pause at once. */
             double left = bl__remaining(l->s, deadline);
             double wait = left >= 0 && left < pause ? left : pause;
-            ev_io_stop(l->s->loop, &l->io);
+            watcher_stop(l->s->loop, &l->io, NULL);
             l->waiter = self;
             err = bl__park(self, "bl_accept (out of descriptors)", wait);
             if (!l->closed)
@@ -1091,13 +1140,23 @@ static void *serve_accept(void *p)
     for (;;) {
         bl_conn *c = bl_accept(sv->l);
         if (c == NULL) {
-            if (errno == ECANCELED || errno == EBADF || errno == EPERM)
+            int e = errno;
+            if (e == ETIMEDOUT)     /* the listener's own timeout */
+                continue;
+            if (e == ECANCELED || e == EBADF || e == EXDEV || e == EBUSY ||
+                e == EINVAL || e == ENOTSOCK)
+                break;              /* we cannot accept on l */
+            /* Out of descriptors or memory (bl_accept() has paused already),
+             * a connection that failed, a firewall's EPERM: go on, but never
+             * spin. */
+            if (bl_sleep(0.001) < 0 && errno == ECANCELED)
                 break;
-            continue;   /* ENOMEM and the like: bl_accept already paused */
+            continue;
         }
         c->serve_h = sv->h;
         c->serve_arg = sv->arg;
         if (bl_spawn_ex(NULL, serve_conn, c, &o) == NULL) {
+            c->serve_h = NULL;      /* no handler to free it: bl_close() does */
             bl_close(c);
             if (bl_sleep(0.01) < 0 && errno == ECANCELED)
                 break;

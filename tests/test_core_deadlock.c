@@ -8,7 +8,10 @@
  */
 #include "core_util.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static int cleaned;
 
@@ -251,6 +254,68 @@ static int child_many(void)
     return 0;
 }
 
+/* ---- scenario E: the same deadlock after a connection and a listener
+ * were waited on. Their watchers stay started between calls; with no thread
+ * waiting on them they must not keep the loop alive (bl_sched_run() would
+ * block in epoll forever instead). ---- */
+
+static int sp[2];
+static int lport;
+
+static void *poke(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(0.02) == 0);
+    CHECK(write(sp[1], "x", 1) == 1);
+    /* Later, a connection to the listener, for a bl_accept() that waits. */
+    CHECK(bl_sleep(0.02) == 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)lport),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return NULL;
+}
+
+static void *use_then_deadlock(void *arg)
+{
+    bl_listener *l = arg;
+    bl_conn *c = bl_conn_new(sp[0]);
+    CHECK(c != NULL);
+    CHECK(bl_spawn(NULL, poke, NULL) != NULL);
+    char buf[8];
+    CHECK(bl_recv(c, buf, sizeof buf) == 1);     /* waited for the byte */
+    bl_conn *in = bl_accept(l);                  /* waits too */
+    CHECK(in != NULL);
+    bl_spawn_opts o = {.size = sizeof o, .name = "gamma"};
+    ta = bl_spawn_ex(NULL, join_other, &tb, &o);
+    o.name = "delta";
+    tb = bl_spawn_ex(NULL, join_other, &ta, &o);
+    CHECK(ta != NULL && tb != NULL);
+    return NULL;                                 /* c, l, in stay open */
+}
+
+static int child_idle_watchers(void)
+{
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
+    bl_listener *l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(l != NULL);
+    lport = bl_listener_port(l);
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
+    CHECK(bl_spawn(s, use_then_deadlock, l) != NULL);
+    double t0 = core_now();
+    CHECK_ERR(bl_sched_run(s), EDEADLK);
+    double dt = core_now() - t0;
+    fprintf(stderr, "detected in %.6f s\n", dt);
+    CHECK(dt < 0.6);
+    CHECK_EQ_LL(bl_sched_nthreads(s), 2);
+    bl_sched_free(s);
+    CHECK(cleaned == 2);
+    return 0;
+}
+
 /* ---- the parent's checks ---- */
 
 static void expect_in(const core_child *c, const char *what, const char *needle)
@@ -312,6 +377,10 @@ int main(void)
     }
     expect_not_in(c, "150 stuck", "ended");
     expect_not_in(c, "150 stuck", "detached");
+
+    static const char *const idle[] = {"\"gamma\"", "\"delta\"", NULL};
+    run_scenario("deadlock after waiting on a connection and a listener",
+                 child_idle_watchers, idle);
 
     printf("core_deadlock: ok\n");
     return 0;

@@ -214,12 +214,31 @@ static void *reads_main(void *arg)
     raw_write("EN-16B-->tail");
     CHECK(bl_readuntil(c, buf, sizeof buf, tok, 16) == 23 &&
           strcmp(buf, "payload<<--TOKEN-16B-->") == 0);
+    /* A failed call consumed nothing, whatever it looked for: the next call
+     * searches every buffered byte, for its own delimiter. */
+    CHECK(bl_recv(c, buf, sizeof buf) == 4 && memcmp(buf, "tail", 4) == 0);
+    CHECK(bl_conn_set_timeout(c, 5.0) == 0);    /* a failure must not hang */
+    raw_write("abcdefgh");
+    CHECK_ERR(bl_readline(c, buf, 6), EMSGSIZE);
+    CHECK(bl_readuntil(c, buf, sizeof buf, "c", 1) == 3 && strcmp(buf, "abc") == 0);
+    CHECK(bl_recv(c, buf, sizeof buf) == 5 && memcmp(buf, "defgh", 5) == 0);
+    raw_write("line1\nline2\n");
+    CHECK(bl_conn_set_timeout(c, 0.02) == 0);
+    CHECK_ERR(bl_readuntil(c, buf, sizeof buf, "\r\n\r\n", 4), ETIMEDOUT);
+    CHECK(bl_conn_set_timeout(c, 5.0) == 0);
+    CHECK(bl_readline(c, buf, sizeof buf) == 6 && strcmp(buf, "line1\n") == 0);
+    /* bl_recv() of 0 bytes with bytes buffered: 0, and they stay. */
+    CHECK(bl_recv(c, NULL, 0) == 0);
+    CHECK(bl_readline(c, buf, sizeof buf) == 6 && strcmp(buf, "line2\n") == 0);
+    CHECK(bl_conn_set_timeout(c, 0) == 0);
+    raw_write("tail");
     /* Invalid arguments. */
     CHECK_ERR(bl_readuntil(c, buf, 1, "\n", 1), EINVAL);
     CHECK_ERR(bl_readuntil(c, buf, sizeof buf, "", 0), EINVAL);
-    /* End of stream: the remainder without delimiter, then 0. */
+    /* End of stream: the remainder without delimiter, then 0; 4 bytes fit
+     * a cap of 5 (only more than cap - 1 bytes without delimiter do not). */
     CHECK(close(sp[1]) == 0);
-    CHECK(bl_readline(c, buf, sizeof buf) == 4 && strcmp(buf, "tail") == 0);
+    CHECK(bl_readline(c, buf, 5) == 4 && strcmp(buf, "tail") == 0);
     CHECK(bl_readline(c, buf, sizeof buf) == 0);
     CHECK(bl_recv(c, buf, sizeof buf) == 0);
     CHECK(bl_close(c) == 0);
@@ -250,6 +269,9 @@ static void *tie_main(void *arg)
     CHECK(bl_listener_set_timeout(tied_l, 0.05) == 0);
     CHECK(bl_accept(tied_l) == NULL && errno == ETIMEDOUT);
     CHECK(bl_listener_set_timeout(tied_l, 0) == 0);
+    /* A short read: the next read here would wait without trying. */
+    raw_write("x");
+    CHECK(bl_recv(tied, buf, sizeof buf) == 1);
     return NULL;
 }
 
@@ -259,6 +281,15 @@ static void *other_main(void *arg)
 {
     (void)arg;
     char buf[8];
+    /* Data that is there is taken, even after A's short read; a queued
+     * connection is accepted. */
+    raw_write("ab");
+    CHECK(bl_recv(tied, buf, sizeof buf) == 2 && memcmp(buf, "ab", 2) == 0);
+    int fd = netb_raw_connect(bl_listener_port(tied_l));
+    bl_conn *in = bl_accept(tied_l);
+    CHECK(in != NULL);
+    CHECK(bl_close(in) == 0);
+    CHECK(close(fd) == 0);
     CHECK_ERR(bl_recv(tied, buf, sizeof buf), EXDEV);
     CHECK_ERR(bl_recv(tied, buf, sizeof buf), EXDEV);   /* not EBUSY */
     CHECK(bl_accept(tied_l) == NULL && errno == EXDEV);
