@@ -93,8 +93,11 @@ BL_API int bl_sched_run(bl_sched *s);
  * they return (their blocking calls fail with ECANCELED), then everything is
  * released. Connections and listeners tied to s (see bl_conn_new()) are
  * untied, not closed: close them later, or use them from another scheduler.
- * NULL is a no-op. Must not be called while s runs (it prints an error and
- * does nothing then). */
+ * NULL is a no-op. Must not be called while s runs, nor, while s still has
+ * green threads, from inside another scheduler running in the same OS
+ * thread (a green thread or a callback of it): s's threads must run to
+ * unwind, and schedulers do not nest. It prints an error and does nothing
+ * then. */
 BL_API void bl_sched_free(bl_sched *s);
 
 /* The scheduler running in this OS thread, or NULL. */
@@ -217,7 +220,7 @@ enum { BL_READ = 1, BL_WRITE = 2 };
  * `timeout` seconds (timeout < 0: no limit). Blocking.
  * Returns the ready events (a nonzero mask of BL_READ | BL_WRITE), or -1 and
  * sets errno: ETIMEDOUT, ECANCELED, EPERM, EINVAL (fd < 0 or events not a
- * nonempty subset of BL_READ | BL_WRITE). */
+ * nonempty subset of BL_READ | BL_WRITE), EBADF (fd is not open). */
 BL_API int bl_wait_fd(int fd, int events, double timeout);
 
 /* ------------------------------------------------------------------------ */

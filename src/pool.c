@@ -112,8 +112,11 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     if (nidle == 0 && nthreads < BL_POOL_MAX_THREADS) {
         int rc = start_worker();
         if (rc != 0 && nthreads == 0) {
+            /* No OS thread at all (out of memory or threads): run the job
+             * here, blocking this scheduler, rather than fail the call. */
             pthread_mutex_unlock(&lock);
-            return rc;
+            job->fn(job->arg);
+            return 0;
         }
         if (rc == 0)
             nthreads++;

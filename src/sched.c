@@ -20,13 +20,16 @@
 #define _GNU_SOURCE
 #include "switch.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef BL_ASAN
 #include <sanitizer/asan_interface.h>
@@ -206,6 +209,27 @@ const char *bl_version(void)
     return BL_VERSION_STRING;
 }
 
+/* ev_async_start() makes a descriptor (an eventfd, or a pipe), and libev
+ * aborts the process when it cannot. Make sure one is free first; another
+ * OS thread could still take it in between, a window of a few instructions
+ * when descriptors are exhausted anyway. 0, or -1 with errno. */
+static int async_fd_free(void)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != ENOSYS && errno != EINVAL)
+        return -1;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
 bl_sched *bl_sched_new(void)
 {
     bl_sched *s = calloc(1, sizeof *s);
@@ -217,6 +241,13 @@ bl_sched *bl_sched_new(void)
         if (errno == 0)
             errno = ENOMEM;
         free(s);
+        return NULL;
+    }
+    if (async_fd_free() < 0) {
+        int e = errno;
+        ev_loop_destroy(s->loop);
+        free(s);
+        errno = e;
         return NULL;
     }
     ev_set_userdata(s->loop, s);
@@ -490,7 +521,7 @@ static void set_name(bl_thread *t, const char *name)
     size_t n = strlen(name);
     if (n > sizeof t->name - 1)
         n = sizeof t->name - 1;
-    memcpy(t->name, name, n);
+    memmove(t->name, name, n);  /* name may point into t->name */
     t->name[n] = '\0';
 }
 
@@ -744,20 +775,22 @@ void bl__tie_add(bl_sched *s, bl__tie *t, void (*untie)(bl__tie *))
     s->ties = t;
 }
 
+/* Deadlines are on the monotonic clock, like libev's timers: ev_now() is
+ * wall-clock time, which may be stepped. */
 double bl__deadline(bl_sched *s, double timeout)
 {
+    (void)s;
     if (timeout < 0)
         return -1;
-    ev_now_update(s->loop);
-    return ev_now(s->loop) + timeout;
+    return mono_now() + timeout;
 }
 
 double bl__remaining(bl_sched *s, double deadline)
 {
+    (void)s;
     if (deadline < 0)
         return -1;
-    ev_now_update(s->loop);
-    double left = deadline - ev_now(s->loop);
+    double left = deadline - mono_now();
     return left > 0 ? left : 0;
 }
 
@@ -831,6 +864,10 @@ join(bl_thread *t, void **result, double timeout)
         t->joiner = self;
         int err = isnan(timeout) ? EINVAL : park(s, self, "bl_join", timeout);
         t->joiner = NULL;
+        /* Woken by t's end and cancelled only after: t had ended before
+         * the cancel, so the join is done (bl_cancel's one exception). */
+        if (err == ECANCELED && self->wake_err == 0 && t->state == BL_T_DONE)
+            err = 0;
         if (err != 0) {
             errno = err;
             return -1;
@@ -930,6 +967,10 @@ int bl_wait_fd(int fd, int events, double timeout)
         int n = poll(&p, 1, 0);
         if (n < 0)
             return -1;
+        if (p.revents & POLLNVAL) {
+            errno = EBADF;
+            return -1;
+        }
         int r = (p.revents & (POLLIN | POLLHUP | POLLERR) ? BL_READ : 0) |
                 (p.revents & (POLLOUT | POLLHUP | POLLERR) ? BL_WRITE : 0);
         r &= events;
@@ -938,6 +979,11 @@ int bl_wait_fd(int fd, int events, double timeout)
             return -1;
         }
         return r;
+    }
+    /* libev learns of a bad descriptor only in its next poll, and aborts. */
+    if (fcntl(fd, F_GETFD) < 0) {
+        errno = EBADF;
+        return -1;
     }
     bl_sched *s = self->sched;
     ev_io_set(&self->io, fd, (events & BL_READ ? EV_READ : 0) |

@@ -151,6 +151,10 @@ park(bl_sched *s, bl_thread *self, const char *what, double timeout)
     if (timeout > 0)
         ev_timer_stop(s->loop, &self->timer);
     self->waiting = NULL;
+    /* Cancelled after something else woke us, before we ran: the call
+     * fails all the same, as every blocking call of a cancelled thread. */
+    if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
+        return ECANCELED;
     return self->wake_err;
 }
 

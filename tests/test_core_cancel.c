@@ -264,11 +264,99 @@ static void test_cancel_from_callback(void)
     bl_sched_free(s);
 }
 
+/* ---- cancelled after being woken, before running again ---- */
+
+/* Two sleepers whose timers expire in the same poll: the first to run
+ * cancels the other, which is ready (its timer fired) but has not run. Its
+ * bl_sleep() must fail with ECANCELED all the same. */
+static bl_thread *late_sleeper;
+static int late_rc, late_errno;
+
+static void *early_fn(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(0.010) == 0);
+    CHECK(bl_cancel(late_sleeper) == 0);
+    return NULL;
+}
+
+static void *late_fn(void *arg)
+{
+    (void)arg;
+    errno = 0;
+    late_rc = bl_sleep(0.011);
+    late_errno = errno;
+    return NULL;
+}
+
+static void *hog_fn(void *arg)
+{
+    (void)arg;
+    /* Keep the CPU past both timers, so that one poll finds them both. */
+    double t0 = core_now();
+    while (core_now() - t0 < 0.05)
+        ;
+    return NULL;
+}
+
+/* A joiner cancelled after its target ended and woke it, before it ran: the
+ * target had ended before the cancel, so the join succeeds and reaps it
+ * (the documented exception). */
+static bl_thread *joiner;
+
+static void *target_fn(void *arg)
+{
+    (void)arg;
+    return (void *)42;
+}
+
+static void *canceller_fn(void *arg)
+{
+    (void)arg;
+    CHECK(bl_cancel(joiner) == 0);
+    return NULL;
+}
+
+static void *joiner_fn(void *arg)
+{
+    (void)arg;
+    /* Queued: target, canceller. The target's end queues us after the
+     * canceller, which then cancels us while we are ready. */
+    bl_thread *t = bl_spawn(NULL, target_fn, NULL);
+    CHECK(t != NULL);
+    CHECK(bl_spawn(NULL, canceller_fn, NULL) != NULL);
+    void *r = NULL;
+    CHECK(bl_join(t, &r) == 0);
+    CHECK(r == (void *)42);
+    CHECK(bl_cancelled());
+    CHECK_ERR(bl_sleep(1), ECANCELED);
+    return NULL;
+}
+
+static void test_cancel_after_wake(void)
+{
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
+    CHECK(bl_spawn(s, early_fn, NULL) != NULL);
+    late_sleeper = bl_spawn(s, late_fn, NULL);
+    CHECK(late_sleeper != NULL);
+    CHECK(bl_spawn(s, hog_fn, NULL) != NULL);
+    joiner = bl_spawn(s, joiner_fn, NULL);
+    CHECK(joiner != NULL);
+    CHECK(bl_sched_run(s) == 0);
+    if (late_rc != -1 || late_errno != ECANCELED)
+        CORE_FAIL("bl_sleep of a thread cancelled after its timer fired "
+                  "returned %d (%s), want -1 ECANCELED", late_rc,
+                  strerror(late_errno));
+    bl_sched_free(s);
+}
+
 int main(void)
 {
     test_victims();
     test_cancel_from_main();
     test_cancel_from_callback();
+    test_cancel_after_wake();
     printf("core_cancel: ok\n");
     return 0;
 }

@@ -61,6 +61,10 @@ static void *name_checks(void *arg)
     CHECK(bl_thread_set_name(me, lng) == 0);
     CHECK(strlen(bl_thread_name(me)) == 31);
     CHECK(strncmp(bl_thread_name(me), lng, 31) == 0);
+    /* A name taken from the current one (overlapping memory). */
+    CHECK(bl_thread_set_name(me, "worker-connection-handler-0123") == 0);
+    CHECK(bl_thread_set_name(me, bl_thread_name(me) + 7) == 0);
+    CHECK(strcmp(bl_thread_name(me), "connection-handler-0123") == 0);
     CHECK(bl_thread_set_name(me, NULL) == 0);
     CHECK(strcmp(bl_thread_name(me), "") == 0);
     return NULL;

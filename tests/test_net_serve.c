@@ -151,6 +151,7 @@ static void test_spawn_fails(void)
     /* ASan cannot run under a tight RLIMIT_AS, and qemu-user does not
      * enforce one. */
     printf("skip: handlers that cannot be spawned (ASan or emulated)\n");
+    (void)child_spawn_fails;
 #else
     core_child c;
     core_run_child(child_spawn_fails, 30.0, &c);

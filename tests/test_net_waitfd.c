@@ -186,6 +186,11 @@ static void *einval_main(void *arg)
     CHECK_ERR(bl_wait_fd(p[0], BL_READ, NAN), EINVAL);
     close(p[0]);
     close(p[1]);
+    /* A descriptor that is not open: EBADF, whatever the timeout (libev
+     * would abort the process in its next poll). */
+    CHECK_ERR(bl_wait_fd(p[0], BL_READ, 1), EBADF);
+    CHECK_ERR(bl_wait_fd(p[0], BL_READ, -1), EBADF);
+    CHECK_ERR(bl_wait_fd(p[0], BL_WRITE, 0), EBADF);
     return NULL;
 }
 
@@ -363,7 +368,7 @@ int main(void)
     printf("ok: sockets: both events, several waiters, an OS thread as the "
            "peer\n");
     NETB_RUN(einval_main, NULL);
-    printf("ok: EINVAL for bad arguments\n");
+    printf("ok: EINVAL and EBADF for bad arguments\n");
     netb_watchdog("test_eperm");
     test_eperm();
     printf("ok: EPERM outside green threads\n");
