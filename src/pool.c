@@ -24,6 +24,38 @@ static int nthreads, nidle;
 /* Jobs queued or running, to find them when a scheduler goes away. */
 static bl__pool_job *running[BL_POOL_MAX_THREADS];
 
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork() copies only the calling thread: in the child the workers are gone.
+ * The lock is held across fork() so that the child gets the pool in a
+ * consistent state; the child then starts over with no workers, and the
+ * parent's jobs (queued, or running in workers that do not exist here) are
+ * dropped: they belong to the parent's schedulers. */
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+static void atfork_child(void)
+{
+    pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&work, NULL);
+    queue_head = queue_tail = NULL;
+    nthreads = nidle = 0;
+    for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
+        running[i] = NULL;
+}
+
+static void atfork_register(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
 static void finish(bl__pool_job *job)
 {
     /* Under the lock. */
@@ -108,6 +140,7 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     job->waiter = self;
     job->done = 0;
     job->next = NULL;
+    pthread_once(&atfork_once, atfork_register);
     pthread_mutex_lock(&lock);
     if (nidle == 0 && nthreads < BL_POOL_MAX_THREADS) {
         int rc = start_worker();

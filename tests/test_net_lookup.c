@@ -200,6 +200,43 @@ static void *late_cancel(void *arg)
     return NULL;
 }
 
+/* ---- a child of fork() after lookups: the pool's threads did not come
+ * along, and it starts new ones ---- */
+
+static void *child_connects(void *arg)
+{
+    (void)arg;
+    bl_listener *l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(l != NULL);
+    bl_conn *c = bl_connect_timeout("localhost", bl_listener_port(l), 5);
+    if (c == NULL)
+        CORE_FAIL("bl_connect(\"localhost\") in a child of fork(): %s",
+                  strerror(errno));
+    bl_conn *in = bl_accept(l);
+    CHECK(in != NULL);
+    CHECK(bl_close(in) == 0 && bl_close(c) == 0);
+    CHECK(bl_listener_close(l) == 0);
+    return NULL;
+}
+
+static int child_after_fork(void)
+{
+    slow_delay = 0;
+    core_run_green(child_connects, NULL);
+    return 0;
+}
+
+static void test_fork(void)
+{
+    core_child c;
+    core_run_child(child_after_fork, 20.0, &c);
+    char st[64];
+    core_child_describe(&c, st, sizeof st);
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
+        CORE_FAIL("lookup in a child of fork(): child %s, stderr:\n%s", st,
+                  c.err);
+}
+
 /* All scenarios run on one scheduler: the listener is tied to it. */
 static void run_on(bl_sched *s, bl_func fn)
 {
@@ -235,6 +272,10 @@ int main(void)
 
     CHECK(bl_listener_close(listener) == 0);
     bl_sched_free(s);
+
+    /* The pool has threads by now. */
+    test_fork();
+    printf("lookup in a child of fork(): works\n");
     printf("net_lookup: ok\n");
     return 0;
 }
