@@ -46,6 +46,14 @@ extern "C" {
 #define BL_VERSION_HEX \
     ((BL_VERSION_MAJOR << 16) | (BL_VERSION_MINOR << 8) | BL_VERSION_PATCH)
 
+/* unsigned long long is C99: __extension__ lets gcc and clang accept it in
+ * -std=c89 -pedantic builds of programs that include this header. */
+#if defined(__GNUC__)
+#define BL_EXTENSION __extension__
+#else
+#define BL_EXTENSION
+#endif
+
 #if defined(BL_STATIC)
 #define BL_API
 #elif defined(__GNUC__)
@@ -208,7 +216,7 @@ BL_API int bl_thread_set_name(bl_thread *t, const char *name);
 BL_API const char *bl_thread_name(const bl_thread *t);
 
 /* A number identifying t, unique within its scheduler (0 with EINVAL). */
-BL_API unsigned long long bl_thread_id(const bl_thread *t);
+BL_EXTENSION BL_API unsigned long long bl_thread_id(const bl_thread *t);
 
 /* ------------------------------------------------------------------------ */
 /* Waiting for file descriptors                                             */

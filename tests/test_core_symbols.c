@@ -77,6 +77,8 @@ static void header_functions(symset *out)
         const char *p = line;
         while (*p == ' ' || *p == '\t')
             p++;
+        if (strncmp(p, "BL_EXTENSION ", 13) == 0)
+            p += 13;
         if (strncmp(p, "BL_API", 6) != 0 || isalnum((unsigned char)p[6]) ||
             p[6] == '_')
             continue;

@@ -3,8 +3,11 @@
 # Installs the library from BUILD_DIR into a temporary prefix (and, staged,
 # with DESTDIR), then builds and runs tests/install/consumer.c three ways:
 # pkg-config (shared), pkg-config --static (libbluelet.a) and a CMake project
-# using find_package(bluelet). Any failing step fails the test.
+# using find_package(bluelet); also checks the install components and a
+# package without libbluelet.a. BL_STATIC_BUILT=0: the build has no
+# libbluelet.a (BLUELET_BUILD_STATIC=OFF). Any failing step fails the test.
 set -eu
+static=${BL_STATIC_BUILT:-1}
 cmake=$1 build=$2 cc=$3 work=$4 src=$5
 shift 5
 extra="$*"
@@ -21,8 +24,10 @@ step "cmake --install --prefix $prefix"
 pc=$(find "$prefix" -name bluelet.pc)
 [ -n "$pc" ] || fail "no bluelet.pc installed"
 libdir=$(dirname "$(dirname "$pc")")
+archive=
+[ "$static" = 1 ] && archive="$libdir/libbluelet.a"
 for f in "$prefix/include/bluelet.h" "$libdir/libbluelet.so.1" \
-         "$libdir/libbluelet.so" "$libdir/libbluelet.a" \
+         "$libdir/libbluelet.so" $archive \
          "$libdir/cmake/bluelet/blueletConfig.cmake" \
          "$libdir/cmake/bluelet/blueletConfigVersion.cmake" \
          "$libdir/cmake/bluelet/FindLibev.cmake"; do
@@ -30,6 +35,21 @@ for f in "$prefix/include/bluelet.h" "$libdir/libbluelet.so.1" \
 done
 [ -L "$libdir/libbluelet.so" ] || fail "libbluelet.so is not a symlink"
 grep -qx "prefix=$prefix" "$pc" || fail "bluelet.pc does not name the prefix installed to: $(head -1 "$pc")"
+
+if [ "$static" != 1 ] && [ -e "$libdir/libbluelet.a" ]; then
+    fail "libbluelet.a installed although BLUELET_BUILD_STATIC is off"
+fi
+
+step "components: Runtime has the shared library only"
+"$cmake" --install "$build" --prefix "$work/rt" --component Runtime >"$work/rt.log" || {
+    cat "$work/rt.log"; fail "install --component Runtime"; }
+rt=$(cd "$work/rt" && find . ! -type d | sort | tr '\n' ' ')
+case "$rt" in
+    *bluelet.h*|*libbluelet.a*|*.pc*|*cmake*|*"libbluelet.so "*)
+        fail "Runtime holds development files: $rt" ;;
+    *libbluelet.so.1*) ;;
+    *) fail "Runtime lacks libbluelet.so.1: $rt" ;;
+esac
 
 step "DESTDIR staged install"
 DESTDIR=$work/stage "$cmake" --install "$build" --prefix /usr/local >"$work/stage.log" || {
@@ -53,6 +73,7 @@ LD_LIBRARY_PATH=$libdir "$work/consumer_pc" || fail "running the pkg-config cons
 LD_LIBRARY_PATH=$libdir ldd "$work/consumer_pc" | grep -q "$libdir/libbluelet.so.1" ||
     fail "consumer_pc did not load $libdir/libbluelet.so.1"
 
+if [ "$static" = 1 ]; then
 step "pkg-config --static"
 # shellcheck disable=SC2046,SC2086
 "$cc" $extra -DBL_STATIC -o "$work/consumer_static" "$src/consumer.c" \
@@ -63,15 +84,31 @@ if ldd "$work/consumer_static" | grep -q libbluelet; then
     fail "the static consumer links libbluelet.so"
 fi
 "$work/consumer_static" || fail "running the static consumer"
+fi
 
 step "find_package(bluelet)"
 "$cmake" -S "$src/cmake_consumer" -B "$work/cmake_build" \
     -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_C_FLAGS="$extra" -DCONSUMER_SOURCE="$src/consumer.c" \
+    -DCONSUMER_STATIC="$static" \
     >"$work/cmake_consumer.log" 2>&1 || { cat "$work/cmake_consumer.log"; fail "find_package"; }
 "$cmake" --build "$work/cmake_build" >"$work/cmake_consumer_build.log" 2>&1 || {
     cat "$work/cmake_consumer_build.log"; fail "building the CMake consumer"; }
 "$work/cmake_build/consumer_cmake" || fail "running the CMake consumer"
-"$work/cmake_build/consumer_cmake_static" || fail "running the static CMake consumer"
+if [ "$static" = 1 ]; then
+    "$work/cmake_build/consumer_cmake_static" || fail "running the static CMake consumer"
+fi
+
+step "find_package(bluelet) where the package left out libbluelet.a"
+cp -a "$prefix" "$work/noa"
+nlib=$work/noa/${libdir#"$prefix"/}
+rm -f "$nlib/libbluelet.a" "$nlib"/cmake/bluelet/blueletStaticTargets*.cmake
+"$cmake" -S "$src/cmake_consumer" -B "$work/cmake_noa" \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$work/noa" \
+    -DCMAKE_C_FLAGS="$extra" -DCONSUMER_SOURCE="$src/consumer.c" \
+    -DCONSUMER_STATIC=OFF >"$work/cmake_noa.log" 2>&1 || {
+    cat "$work/cmake_noa.log"; fail "find_package without libbluelet.a"; }
+"$cmake" --build "$work/cmake_noa" >"$work/cmake_noa_build.log" 2>&1 || {
+    cat "$work/cmake_noa_build.log"; fail "building against a package without libbluelet.a"; }
 
 echo "ok: installed package works with pkg-config, pkg-config --static and find_package"
