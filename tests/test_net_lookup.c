@@ -274,8 +274,15 @@ int main(void)
     bl_sched_free(s);
 
     /* The pool has threads by now. */
+#ifdef CORE_EMULATED
+    /* qemu-user itself fails an assertion when a child of a multithreaded
+     * process starts a thread. */
+    printf("skip: lookup in a child of fork() (emulated)\n");
+    (void)test_fork;
+#else
     test_fork();
     printf("lookup in a child of fork(): works\n");
+#endif
     printf("net_lookup: ok\n");
     return 0;
 }
