@@ -8,7 +8,7 @@
  * green thread with an HTTP/1.1 GET, and a line is printed as each finishes:
  *
  *     200  1024 bytes  0.012 s  http://127.0.0.1:8000/index.html
- *     ERR  Connection refused  0.001 s  http://127.0.0.1:9/
+ *     ERR  connect: Connection refused  0.001 s  http://127.0.0.1:9/
  *
  * -T bounds every network wait (connect, each read and write), 30 s by
  * default. The exit status is 0 when every URL gave an HTTP response, 1 when
@@ -112,12 +112,17 @@ static int parse_url(const char *text, struct url *u, const char **why)
     }
     snprintf(u->hostport, sizeof u->hostport, "%.*s", (int)(p - (text + 7)),
              text + 7);
+    int plen;
     if (*p == '\0' || *p == '?')
-        snprintf(u->path, sizeof u->path, "/%s", p);
+        plen = snprintf(u->path, sizeof u->path, "/%s", p);
     else if (*p == '/')
-        snprintf(u->path, sizeof u->path, "%s", p);
+        plen = snprintf(u->path, sizeof u->path, "%s", p);
     else {
         *why = "bad URL";
+        return -1;
+    }
+    if (plen < 0 || (size_t)plen >= sizeof u->path) {
+        *why = "path too long";     /* never fetch a truncated one */
         return -1;
     }
     char *frag = strchr(u->path, '#');   /* fragments stay in the client */

@@ -58,21 +58,23 @@ int main(int argc, char **argv)
     if (argc == 3)
         host = argv[2];
 
-    bl_sched *s = bl_sched_new();
-    if (s == NULL) {
-        perror("bl_sched_new");
-        return 1;
-    }
     bl_listener *l = bl_listen(host, port, 0);
     if (l == NULL) {
         fprintf(stderr, "echo_simple: port %d: %s\n", port, strerror(errno));
         return 1;
     }
+    bl_sched *s = bl_sched_new();
+    if (s == NULL) {
+        perror("bl_sched_new");
+        bl_listener_close(l);
+        return 1;
+    }
     printf("echo_simple: listening on port %d\n", bl_listener_port(l));
     fflush(stdout);
 
-    if (bl_serve_listener(s, l, echoer, NULL) == NULL) {
+    if (bl_serve_listener(s, l, echoer, NULL) == NULL) {  /* closes l */
         perror("bl_serve_listener");
+        bl_sched_free(s);
         return 1;
     }
     /* Runs until every green thread has ended: the acceptor never does. */

@@ -11,11 +11,15 @@
  *     request in 1.0), pipelined requests too.
  *   - Content-Type from the file name's extension; index.html for a
  *     directory, else an HTML listing of it.
- *   - Errors: 400 bad request, 403 forbidden, 404 not found, 405 method not
- *     allowed, 414 request line too long, 431 header too large.
+ *   - Errors: 400 bad request (also an HTTP/1.1 request without exactly one
+ *     Host header), 403 forbidden, 404 not found, 405 method not allowed,
+ *     414 request line too long, 431 header too large, 503 when out of
+ *     descriptors or memory.
  *   - Nothing outside root is ever served: ".." segments (also when
  *     percent-encoded) are refused, and the real path of every file, after
- *     symbolic links, must lie under the real path of root.
+ *     symbolic links, must lie under the real path of root. Where the
+ *     kernel has openat2(RESOLVE_BENEATH), symbolic links with an absolute
+ *     target are refused even when it lies under root.
  *   - -i: a connection idle for that long (default 10 s; 0: never) is
  *     dropped, and a request's head must arrive within that time, so slow or
  *     silent clients cannot hold connections forever.
@@ -113,6 +117,7 @@ static const char *reason_phrase(int status)
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
     default: return "Unknown";
     }
 }
@@ -448,6 +453,22 @@ static int open_beneath(const char *path)
 }
 #endif
 
+/* The status for a failed open or realpath(): missing is 404, refused 403,
+ * and running out of descriptors or memory is no fault of the request. */
+static int open_status(int err)
+{
+    switch (err) {
+    case ENOENT: case ENOTDIR: case ENAMETOOLONG:
+        return 404;
+    case EACCES: case EPERM: case EXDEV: case ELOOP:
+        return 403;
+    case EMFILE: case ENFILE: case ENOMEM:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
 /* Open the file or directory for rq->path, making sure it is under root
  * (also through symbolic links). Returns an fd (opened O_RDONLY) and fills
  * real (a path to it under root) and *st, or -1 with *status set to 403 or
@@ -468,7 +489,7 @@ static int open_under_root(const char *path, char *real, struct stat *st,
             close(root_fd);         /* not here: use realpath() from now on */
             root_fd = -1;
         } else if (fd < 0) {
-            *status = errno == ENOENT || errno == ENOTDIR ? 404 : 403;
+            *status = open_status(errno);
             return -1;
         } else {
             memcpy(real, full, strlen(full) + 1);
@@ -479,7 +500,7 @@ static int open_under_root(const char *path, char *real, struct stat *st,
         /* Portable: resolve every link, then compare with root. Costs a
          * readlink() per path component. */
         if (realpath(full, real) == NULL) {
-            *status = errno == EACCES ? 403 : 404;
+            *status = open_status(errno);
             return -1;
         }
         if (!under_root(real)) {    /* a symbolic link out of root */
@@ -489,7 +510,7 @@ static int open_under_root(const char *path, char *real, struct stat *st,
         /* O_NONBLOCK: opening a FIFO must not hang the whole scheduler. */
         fd = open(real, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) {
-            *status = errno == EACCES ? 403 : 404;
+            *status = open_status(errno);
             return -1;
         }
     }
@@ -635,8 +656,9 @@ static int handle_request(struct client *cl)
         }
     }
 
-    /* The headers: only Connection and the presence of a body matter. */
-    int conn_close = 0, conn_keep = 0, has_body = 0;
+    /* The headers: only Connection, Host and the presence of a body
+     * matter. */
+    int conn_close = 0, conn_keep = 0, has_body = 0, hosts = 0;
     for (int i = 0;; i++) {
         n = read_line(cl, deadline);
         if (n < 0 && errno == EMSGSIZE) {
@@ -665,6 +687,8 @@ static int handle_request(struct client *cl)
             has_body |= strtoll(value, NULL, 10) != 0;
         } else if (strcasecmp(cl->line, "Transfer-Encoding") == 0) {
             has_body = 1;
+        } else if (strcasecmp(cl->line, "Host") == 0) {
+            hosts++;
         }
     }
     if (idle_timeout > 0)
@@ -672,6 +696,10 @@ static int handle_request(struct client *cl)
     rq.keep_alive = rq.minor >= 1 ? !conn_close : conn_keep && !conn_close;
     if (has_body)
         rq.keep_alive = 0;          /* we do not read request bodies */
+    if (rq.minor >= 1 && hosts != 1) {  /* RFC 9112, 3.2 */
+        send_error(cl, &rq, 400, NULL);
+        return ANSWERED_CLOSE;
+    }
 
     rq.head = strcmp(rq.method, "HEAD") == 0;
     if (!rq.head && strcmp(rq.method, "GET") != 0) {
@@ -720,12 +748,14 @@ static void *connection(void *arg)
          * would reset the connection, and the client could lose the
          * response we just sent. */
         bl_shutdown(c, SHUT_WR);
-        bl_conn_set_timeout(c, 2.0);
+        double end = now() + 2.0;   /* for the whole drain, not per read */
         size_t drained = 0;
-        ssize_t n;
-        while (drained < 1024 * 1024 &&
-               (n = bl_recv(c, cl->out, sizeof cl->out)) > 0)
-            drained += (size_t)n;
+        ssize_t n = 1;
+        while (n > 0 && drained < 1024 * 1024 && now() < end) {
+            bl_conn_set_timeout(c, end - now());
+            if ((n = bl_recv(c, cl->out, sizeof cl->out)) > 0)
+                drained += (size_t)n;
+        }
     }
     bl_close(c);
     free(cl);

@@ -282,7 +282,8 @@ BL_API int bl_listener_close(bl_listener *l);
  * Names are resolved on a helper OS thread, so the scheduler keeps running.
  * Blocking. Returns the connection, or NULL and sets errno: ECONNREFUSED,
  * ETIMEDOUT, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL (name not resolved; see
- * bl_resolve_error()), ECANCELED, EPERM, EINVAL. */
+ * bl_resolve_error()), ECANCELED, EPERM, EINVAL, EMFILE or ENFILE (no
+ * descriptor for the socket), ENOMEM. */
 BL_API bl_conn *bl_connect(const char *host, int port);
 
 /* bl_connect() bounded by `timeout` seconds in all (timeout <= 0: none):

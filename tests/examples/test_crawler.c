@@ -259,7 +259,13 @@ static void test_usage(void)
     const char *port[] = {"http://127.0.0.1:99999/", NULL};
     const char *tmo[] = {"-T", "soon", "http://127.0.0.1:1/", NULL};
     const char *opt[] = {"--nonsense", NULL};
+    /* A path longer than the crawler keeps: refused, not truncated. */
+    static char longurl[4096];
+    int n = snprintf(longurl, sizeof longurl, "http://127.0.0.1:1/");
+    memset(longurl + n, 'a', 3000);
+    const char *lng[] = {longurl, NULL};
     expect_usage(none, "no URL");
+    expect_usage(lng, "a path of 3000 bytes");
     expect_usage(ftp, "an ftp:// URL");
     expect_usage(port, "a bad port");
     expect_usage(tmo, "a bad -T");

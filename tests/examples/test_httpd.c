@@ -516,6 +516,10 @@ static void test_errors(void)
     expect_error("GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400, 1);
     expect_error("GET /hello.txt%00.png HTTP/1.1\r\nHost: t\r\n\r\n", 400, 1);
     expect_error("GET /hello.txt HTTP/1.1\r\nno colon here\r\n\r\n", 400, 1);
+    /* HTTP/1.1 needs exactly one Host header (RFC 9112, 3.2); 1.0 none. */
+    expect_error("GET /hello.txt HTTP/1.1\r\n\r\n", 400, 1);
+    expect_error("GET /hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, 1);
+    expect_error("GET /hello.txt HTTP/1.0\r\n\r\n", 200, 1);
 
     size_t len = 10000;
     char *raw = malloc(len + 64);
@@ -524,6 +528,10 @@ static void test_errors(void)
     memset(raw + 5, 'a', len);
     strcpy(raw + 5 + len, " HTTP/1.1\r\nHost: t\r\n\r\n");
     expect_error(raw, 414, 1);
+    /* A name longer than a file system allows: not found, not forbidden. */
+    memset(raw + 5, 'n', 300);
+    strcpy(raw + 5 + 300, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect_error(raw, 404, 0);
     snprintf(raw, 64, "GET /hello.txt HTTP/1.1\r\nX-Big: ");
     size_t l = strlen(raw);
     memset(raw + l, 'b', len - l);
@@ -613,7 +621,31 @@ static void test_idle(void)
     h_check(closed && took <= limit, "a client trickling headers was %s after "
             "%.2f s", closed ? "dropped only" : "still connected", took);
     hc_close(&hc);
-    h_ok("idle and slow clients dropped after about 1 s");
+
+    /* After answering a request with a body, the server reads what is left
+     * before closing, for 2 s in all: a client trickling the body cannot
+     * stretch that. */
+    hc_open(&hc);
+    hc_send(&hc, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
+    struct resp r;
+    h_check(hc_response(&hc, 0, &r) == 0 && r.status == 405,
+            "no 405 for a POST");
+    resp_free(&r);
+    t0 = h_now();
+    closed = 0;
+    for (int i = 0; i < 40 && !closed; i++) {
+        if (send(hc.fd, "x", 1, MSG_NOSIGNAL) < 0)
+            closed = 1;
+        else
+            closed = hc_closed(&hc, 0.4);
+    }
+    took = h_now() - t0;
+    h_check(closed && took <= limit, "a client trickling a body after the "
+            "response was %s after %.2f s", closed ? "dropped only" :
+            "still connected", took);
+    hc_close(&hc);
+    h_ok("idle and slow clients dropped after about 1 s, a trickled body "
+         "after 2 s");
 }
 
 struct load {
