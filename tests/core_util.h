@@ -208,6 +208,22 @@ static inline void core_run_child(int (*fn)(void), double limit,
 }
 
 static inline void core_child_describe(const core_child *c, char *buf,
+                                       size_t cap);
+
+/* Run fn() in a child (core_run_child) and fail the test, with the child's
+ * stderr, unless it exits with 0. */
+static inline void core_run_child_ok(const char *what, int (*fn)(void),
+                                     double limit)
+{
+    static core_child c;
+    core_run_child(fn, limit, &c);
+    char st[64];
+    core_child_describe(&c, st, sizeof st);
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
+        CORE_FAIL("%s: child %s, stderr:\n%s", what, st, c.err);
+}
+
+static inline void core_child_describe(const core_child *c, char *buf,
                                        size_t cap)
 {
     if (WIFEXITED(c->status))

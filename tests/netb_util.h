@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -408,6 +409,36 @@ static inline int netb_recv_exact(bl_conn *c, void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* ---- address space ---- */
+
+/* Built with AddressSanitizer (which cannot run under a tight RLIMIT_AS)? */
+#if defined(__SANITIZE_ADDRESS__)
+#define NETB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NETB_ASAN 1
+#endif
+#endif
+
+/* Limit the address space (RLIMIT_AS) to what is mapped now plus `room`
+ * bytes, so that larger mappings (a thread's or a big green thread's stack)
+ * fail. Returns the previous limit, for setrlimit() to restore. qemu-user
+ * does not enforce the limit. */
+static inline struct rlimit netb_limit_address_space(size_t room)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f != NULL);
+    unsigned long pages;
+    CHECK(fscanf(f, "%lu", &pages) == 1);
+    fclose(f);
+    struct rlimit old, lim;
+    CHECK(getrlimit(RLIMIT_AS, &old) == 0);
+    lim = old;
+    lim.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + room;
+    CHECK(setrlimit(RLIMIT_AS, &lim) == 0);
+    return old;
 }
 
 #endif /* NETB_UTIL_H */

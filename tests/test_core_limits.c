@@ -9,24 +9,9 @@
  */
 #include "netb_util.h"
 
-#include <sys/resource.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define LIMITS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LIMITS_ASAN 1
-#endif
-#endif
-
 static void run(const char *what, int (*fn)(void))
 {
-    core_child c;
-    core_run_child(fn, 30.0, &c);
-    char st[64];
-    core_child_describe(&c, st, sizeof st);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
-        CORE_FAIL("%s: child %s, stderr:\n%s", what, st, c.err);
+    core_run_child_ok(what, fn, 30.0);
     printf("ok: %s\n", what);
 }
 
@@ -84,16 +69,8 @@ static int lport;
 static void *lookup_main(void *arg)
 {
     bl_listener *l = arg;
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    unsigned long pages;
-    CHECK(fscanf(f, "%lu", &pages) == 1);
-    fclose(f);
     /* Too little address space for a thread's stack (256 KiB). */
-    struct rlimit lim;
-    CHECK(getrlimit(RLIMIT_AS, &lim) == 0);
-    lim.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + 128 * 1024;
-    CHECK(setrlimit(RLIMIT_AS, &lim) == 0);
+    netb_limit_address_space(128 * 1024);
     for (int i = 0; i < 3; i++) {
         bl_conn *c = bl_connect("localhost", lport);
         if (c == NULL)
@@ -124,7 +101,7 @@ int main(void)
         child_sched_new_fds);
     run("bl_sched_new with two descriptors left: works",
         child_sched_new_enough);
-#if defined(LIMITS_ASAN) || defined(CORE_EMULATED)
+#if defined(NETB_ASAN) || defined(CORE_EMULATED)
     /* ASan cannot run under a tight RLIMIT_AS; qemu-user does not enforce
      * one. */
     printf("skip: lookups without pool threads (ASan or emulated)\n");

@@ -228,13 +228,7 @@ static int child_after_fork(void)
 
 static void test_fork(void)
 {
-    core_child c;
-    core_run_child(child_after_fork, 20.0, &c);
-    char st[64];
-    core_child_describe(&c, st, sizeof st);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
-        CORE_FAIL("lookup in a child of fork(): child %s, stderr:\n%s", st,
-                  c.err);
+    core_run_child_ok("lookup in a child of fork()", child_after_fork, 20.0);
 }
 
 /* All scenarios run on one scheduler: the listener is tied to it. */

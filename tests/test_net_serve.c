@@ -7,15 +7,6 @@
 #include "netb_util.h"
 
 #include <malloc.h>
-#include <sys/resource.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SERVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SERVE_ASAN 1
-#endif
-#endif
 
 static int handled;
 
@@ -106,16 +97,7 @@ static void *spawn_fails_main(void *arg)
     clients(NULL);                      /* warm-up: the heap reaches its size */
     CHECK(handled == NCONN);
 
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    unsigned long pages;
-    CHECK(fscanf(f, "%lu", &pages) == 1);
-    fclose(f);
-    struct rlimit old, lim;
-    CHECK(getrlimit(RLIMIT_AS, &old) == 0);
-    lim = old;
-    lim.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
-    CHECK(setrlimit(RLIMIT_AS, &lim) == 0);
+    struct rlimit old = netb_limit_address_space((size_t)256 << 20);
     CHECK(bl_sched_set_stack_size(bl_sched_current(), (size_t)1 << 30) == 0);
     /* Each connection is closed: no handler runs. The first such round
      * warms up the failure path (libev's timers, ...); the second is
@@ -147,18 +129,14 @@ static int child_spawn_fails(void)
 
 static void test_spawn_fails(void)
 {
-#if defined(SERVE_ASAN) || defined(CORE_EMULATED)
+#if defined(NETB_ASAN) || defined(CORE_EMULATED)
     /* ASan cannot run under a tight RLIMIT_AS, and qemu-user does not
      * enforce one. */
     printf("skip: handlers that cannot be spawned (ASan or emulated)\n");
     (void)child_spawn_fails;
 #else
-    core_child c;
-    core_run_child(child_spawn_fails, 30.0, &c);
-    char st[64];
-    core_child_describe(&c, st, sizeof st);
-    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
-        CORE_FAIL("child %s, stderr:\n%s", st, c.err);
+    core_run_child_ok("handlers that cannot be spawned", child_spawn_fails,
+                      30.0);
     printf("ok: connections whose handler cannot be spawned are closed and "
            "freed\n");
 #endif
