@@ -751,8 +751,11 @@ static void *connection(void *arg)
         double end = now() + 2.0;   /* for the whole drain, not per read */
         size_t drained = 0;
         ssize_t n = 1;
-        while (n > 0 && drained < 1024 * 1024 && now() < end) {
-            bl_conn_set_timeout(c, end - now());
+        while (n > 0 && drained < 1024 * 1024) {
+            double left = end - now();
+            if (left <= 0)
+                break;
+            bl_conn_set_timeout(c, left);
             if ((n = bl_recv(c, cl->out, sizeof cl->out)) > 0)
                 drained += (size_t)n;
         }

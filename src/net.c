@@ -107,13 +107,44 @@ static inline void watcher_stop(struct ev_loop *loop, ev_io *w,
     ev_io_stop(loop, w);
 }
 
-/* Wake the waiter of a watcher that stays started: it turns idle. */
-static inline void watcher_wake(struct ev_loop *loop, bl_thread **waiter)
+/* libev stopped w itself: an epoll_ctl failed (say ENOSPC at
+ * fs.epoll.max_user_watches), so it stopped every watcher on the descriptor
+ * and calls them with EV_ERROR. Mark w for a fresh registration (ev_io_set()
+ * sets libev's "descriptor changed" flag): libev still believes the
+ * descriptor is in epoll with the same events, and restarting w alone would
+ * not add it again, so a thread waiting on it would never wake. */
+static inline void watcher_killed(ev_io *w)
+{
+    ev_io_set(w, w->fd, w->events & (EV_READ | EV_WRITE));
+}
+
+/* Wake the waiter of a watcher that stays started: it turns idle. Unless
+ * libev stopped the watcher itself (watcher_killed()); its stop released
+ * the waiter's reference already. The waiter retries, and waits again if
+ * need be. */
+static inline void watcher_wake(struct ev_loop *loop, ev_io *w,
+                                bl_thread **waiter)
 {
     bl_thread *t = *waiter;
     *waiter = NULL;
-    ev_unref(loop);
+    if (BL_LIKELY(ev_is_active(w)))
+        ev_unref(loop);
+    else
+        watcher_killed(w);
     bl__wake(t, 0);
+}
+
+/* A callback found no waiter. An idle watcher is stopped (see conn_rcb()),
+ * unless `keep`; one that libev stopped itself lost a reference it did not
+ * hold, which is given back. */
+static inline void watcher_idle_event(struct ev_loop *loop, ev_io *w, int keep)
+{
+    if (BL_UNLIKELY(!ev_is_active(w))) {
+        ev_ref(loop);
+        watcher_killed(w);
+    } else if (!keep) {
+        watcher_stop(loop, w, NULL);
+    }
 }
 
 /* A thread is about to wait on w (started or idle). */
@@ -140,13 +171,13 @@ static void conn_rcb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     bl_conn *c = (bl_conn *)w;      /* rio comes first */
     if (c->reader != NULL)
-        watcher_wake(loop, &c->reader);
-    else if (!c->rbusy)
+        watcher_wake(loop, w, &c->reader);
+    else
         /* Nobody is reading: stop, or a level-triggered poll would keep
          * reporting the unread bytes. A thread inside a read call that was
          * woken and has not run yet will wait again at once: keep the
          * watcher for it. */
-        watcher_stop(loop, w, NULL);
+        watcher_idle_event(loop, w, c->rbusy);
 }
 
 static void conn_wcb(struct ev_loop *loop, ev_io *w, int revents)
@@ -154,9 +185,9 @@ static void conn_wcb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     bl_conn *c = w->data;
     if (c->writer != NULL)
-        watcher_wake(loop, &c->writer);
-    else if (!c->wbusy)
-        watcher_stop(loop, w, NULL);    /* as in conn_rcb */
+        watcher_wake(loop, w, &c->writer);
+    else
+        watcher_idle_event(loop, w, c->wbusy);  /* as in conn_rcb */
 }
 
 static bl_conn *conn_alloc(int fd)
@@ -683,9 +714,9 @@ static void listener_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     bl_listener *l = w->data;
     if (l->waiter != NULL)
-        watcher_wake(loop, &l->waiter);
+        watcher_wake(loop, w, &l->waiter);
     else
-        watcher_stop(loop, w, NULL);
+        watcher_idle_event(loop, w, 0);
 }
 
 static bl_listener *listener_new(int fd)
