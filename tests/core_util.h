@@ -179,13 +179,32 @@ typedef struct core_child {
 /* Run fn() in a forked child whose stderr goes to a temporary file; the
  * child exits with fn's return value. Waits at most `limit` seconds (then
  * kills the child with SIGKILL, and the status says so). */
+/* Where tests put their files: $TMPDIR as the environment says, /tmp if it
+ * is unset or empty. */
+static inline const char *core_tmpdir(void)
+{
+    const char *d = getenv("TMPDIR");
+    return d != NULL && d[0] != '\0' ? d : "/tmp";
+}
+
+/* An unnamed temporary file (created, then unlinked) in core_tmpdir(). */
+static inline int core_tmpfd(const char *what)
+{
+    char path[4096];
+    CHECK(snprintf(path, sizeof path, "%s/bl_%s_XXXXXX", core_tmpdir(), what) <
+          (int)sizeof path);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        fprintf(stderr, "mkstemp %s: %s\n", path, strerror(errno));
+    CHECK(fd >= 0);
+    unlink(path);
+    return fd;
+}
+
 static inline void core_run_child(int (*fn)(void), double limit,
                                   core_child *out)
 {
-    char path[] = "/tmp/bl_core_childXXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    unlink(path);
+    int fd = core_tmpfd("core_child");
     fflush(stdout);
     fflush(stderr);
     double t0 = core_now();

@@ -331,9 +331,16 @@ static inline bl_listener *netb_full_unix_listener(const char *path, int fds[16]
     return l;
 }
 
+/* A Unix socket path in core_tmpdir(), or in /tmp where that is too long
+ * for sun_path. */
 static inline void netb_unix_path(char *buf, size_t cap, const char *what)
 {
-    snprintf(buf, cap, "/tmp/bl_netb_%s_%d.sock", what, (int)getpid());
+    struct sockaddr_un sun;
+    if (cap > sizeof sun.sun_path)
+        cap = sizeof sun.sun_path;
+    if (snprintf(buf, cap, "%s/bl_netb_%s_%d.sock", core_tmpdir(), what,
+                 (int)getpid()) >= (int)cap)
+        snprintf(buf, cap, "/tmp/bl_netb_%s_%d.sock", what, (int)getpid());
 }
 
 static inline void netb_close_all(int *fds)

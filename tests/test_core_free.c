@@ -141,10 +141,7 @@ static void test_after_deadlock(void)
     CHECK(bl_spawn(s, spawns_on_cleanup, malloc(10)) != NULL);
 
     /* Keep the deadlock report out of the test log, but check it. */
-    char path[] = "/tmp/bl_core_freeXXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    unlink(path);
+    int fd = core_tmpfd("core_free");
     fflush(stderr);
     int saved = dup(STDERR_FILENO);
     CHECK(saved >= 0);

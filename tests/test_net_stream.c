@@ -436,7 +436,7 @@ static void *families_main(void *arg)
     }
     /* Unix-domain sockets. */
     char path[108];
-    snprintf(path, sizeof path, "/tmp/bl-test-%d.sock", (int)getpid());
+    netb_unix_path(path, sizeof path, "stream");
     unlink(path);
     bl_listener *lu = bl_listen_unix(path, 4);
     CHECK(lu != NULL);
