@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs what the build, the tests and the benchmarks need on Debian 12.
 # Runs as root (CI) or through sudo when available.
 #   .ci/deps.sh            everything tests/check.sh and the benchmarks use

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # FindLibev - find libev (Debian's libev-dev ships no pkg-config file).
 #
 # Sets Libev_FOUND, LIBEV_INCLUDE_DIRS, LIBEV_LIBRARIES and the imported

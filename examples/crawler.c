@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * crawler.c - fetch many web pages at once, one green thread per URL.
  *

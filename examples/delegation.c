@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * delegation.c - blocking calls nested in ordinary C functions.
  *

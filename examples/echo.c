@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo.c - a bluelet echo server with its accept loop written out.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_libev.c - a TCP echo server written directly on libev callbacks.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_plain.c - a TCP echo server with plain blocking sockets, no bluelet.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_simple.c - the shortest bluelet echo server.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc.c - two processes exchanging framed messages over a socket pair.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sleepy.c - four green threads sleeping at the same time.
  *

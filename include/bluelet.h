@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bluelet.h - green threads and evented sockets for C.
  *

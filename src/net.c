@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * net.c - buffered connections and listeners on non-blocking sockets.
  *

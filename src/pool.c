@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool.c - a small process-wide pool of OS threads for calls that would block
  * the scheduler (getaddrinfo). The calling green thread parks; the worker

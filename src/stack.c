@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stack.c - green thread stacks: mmap'd, lazily committed, with a guard
  * region below each, a per-scheduler cache, and a SIGSEGV handler that names

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * switch.h - the switching path, inlined by sched.c and net.c. Not installed.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds libbluelet in every configuration CI checks and runs the whole test
 # suite in each:
 #   gcc      gcc, -Wall -Wextra -Werror, RelWithDebInfo

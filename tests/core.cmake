@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Settings of the core scheduler tests (tests/test_core_*.c), included by
 # tests/CMakeLists.txt after the test targets exist; also the one list of
 # the tests, core or net, that use libev themselves.

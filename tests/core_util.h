@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * core_util.h - small helpers shared by every test program (tests/test_*.c;
  * the net tests add netb_util.h on top). Header-only: every function is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # gdb backtrace through a green thread (native builds; gdb is installed by
 # .ci/install-deps). Under sanitizers gdb works too but is slow; skip there.
 find_program(BL_GDB gdb)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * netb_util.h - helpers of the net tests (tests/test_net_*.c): real loopback
  * connections, a port where connect() hangs, filling and draining socket

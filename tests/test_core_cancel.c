@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_cancel.c - bl_cancel(): a thread blocked in bl_sleep(), bl_join(),
  * bl_wait_fd() or waiting in the ready queue after bl_yield() gets

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_deadlock.c - bl_sched_run() returns 0 when every thread has
  * ended, and -1 with EDEADLK, promptly, when threads remain that nothing can

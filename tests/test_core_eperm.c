@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_eperm.c - blocking calls made outside any green thread fail with
  * EPERM: from main() before and after bl_sched_run(), from a libev callback

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_fifo.c - cooperative FIFO scheduling: bl_spawn() does not run the
  * child at once, the spawner goes on, threads run in the order they became

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_fpenv.c - the floating-point control state (rounding mode; on
  * x86-64 MXCSR and the x87 control word, on AArch64 FPCR) belongs to each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_free.c - bl_sched_free() on a scheduler with live threads
  * (never run, or stuck after EDEADLK) cancels them: their blocking calls

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_join.c - bl_join(), bl_join_timeout(), bl_detach(), bl_exit() and
  * the misuse cases that must fail cleanly (EINVAL, EDEADLK) rather than

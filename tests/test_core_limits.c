@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_limits.c - out of resources: bl_sched_new() with one descriptor
  * left fails with EMFILE (libev would abort the process making its wake-up

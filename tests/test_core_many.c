@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_many.c - scale: 100,000 green threads alive at the same time
  * (more than vm.max_map_count / 2, so that stack guards costing a mapping

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_multi.c - several schedulers in parallel OS threads do not
  * interfere: each of 4 pthreads runs its own scheduler with many yielding and

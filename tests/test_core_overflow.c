@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_overflow.c - a green thread that overflows its stack ends the
  * process with a message naming the thread and its stack size; a fault that

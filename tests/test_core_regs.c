@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_regs.c - callee-saved registers survive context switches.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_sleep.c - bl_sleep(): sleeps at least the time asked (measured
  * with CLOCK_MONOTONIC), sleepers wake in deadline order (also when many

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_spawn_opts.c - bl_spawn_ex() options (name, stack_size, detached,
  * the size field), thread names, bl_sched_set_stack_size() and

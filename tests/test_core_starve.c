@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_starve.c - threads that call bl_yield() in an endless loop do not
  * starve timers or I/O: a sleeper wakes close to its deadline and a thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_core_symbols.c - the exported symbols of libbluelet.so: every one is a
  * bl_ function carrying a version node of this release line (BLUELET_1.0 for

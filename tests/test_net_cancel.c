@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_cancel.c - bl_cancel() of green threads blocked in socket calls:
  * bl_recv, bl_readline (half a line buffered), bl_send, bl_sendall (a peer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_clockstep.c - timeouts follow the monotonic clock: a call that
  * waits several times (bl_readuntil() reading a line in pieces) keeps its

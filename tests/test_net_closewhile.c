@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_closewhile.c - bl_close() of a connection while other green
  * threads are blocked on it: a reader in bl_recv, a reader in bl_readline

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_duplex.c - one green thread reading a connection while another
  * writes it:

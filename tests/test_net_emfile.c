@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_emfile.c - bl_accept() when the process is out of descriptors
  * (EMFILE), with an acceptor loop of the test's own and with

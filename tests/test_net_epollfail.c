@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_epollfail.c - when epoll_ctl() fails for a connection (ENOSPC at
  * fs.epoll.max_user_watches), libev stops the connection's watcher itself

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_lookup.c - name resolution in bl_connect_timeout(): a lookup is
  * bounded by the call's timeout and a cancel like the connect itself, an

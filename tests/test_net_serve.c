@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_serve.c - bl_serve_listener() when things go wrong: an acceptor
  * that cannot accept on its listener ends (and closes it) instead of

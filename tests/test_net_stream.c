@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_stream.c - data through connections: many concurrent clients,
  * a bulk transfer, partial and coalesced reads, bl_readline/bl_readuntil

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_timeout.c - every blocking socket call can be bounded in time:
  * bl_conn_set_timeout() on bl_recv, bl_readline, bl_send and bl_sendall (a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_net_waitfd.c - bl_wait_fd(): waiting for a descriptor to become
  * readable or writable. On pipes and sockets: the ready events are returned

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // bench_boost.cpp - Boost.Context's raw fcontext switch, measured in the same
 // process as libbluelet by bench_switch (the baseline of its ratios).
 #include <boost/context/detail/fcontext.hpp>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_echo - echo round trips per second: echo_simple (libbluelet green
  * threads) against echo_libev (hand-written libev callbacks), same run.

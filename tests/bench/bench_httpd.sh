@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench_httpd.sh - requests/s of examples/httpd against nginx on a 1 KiB file,
 # keep-alive, both with one worker, same machine, same run.
 #   tests/bench/bench_httpd.sh [build-dir] [seconds]   (default: build, 5)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_switch - cost of a context switch and of a green thread's life.
  *

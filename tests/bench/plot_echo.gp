@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Echo round trips per second against connection count (bench_echo's data).
 #   gnuplot -e "datafile='echo.dat'; outfile='echo.png'" plot_echo.gp
 if (!exists("datafile")) datafile = 'echo.dat'

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs every benchmark program of a build and prints their figures.
 #   tests/bench/run.sh [build-dir]     (default: build)
 # Build first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.h - helpers for the tests of the examples: run an example as a
  * child process (through the cross-compiling emulator if any), capture its

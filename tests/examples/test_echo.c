@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_echo.c - drives one of the echo server examples.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_programs.c - runs sleepy, delegation or ipc (chosen by the example's
  * file name) and checks its output and exit status.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A green thread stops in bl_gdb_marker() three calls deep; check_bt.sh
  * runs gdb on it and checks that `bt` walks back to the thread's entry and
  * stops there cleanly. */

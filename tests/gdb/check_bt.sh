@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Usage: check_bt.sh GDB TARGET
 # gdb's backtrace from inside a green thread must reach the thread's entry
 # (bl__ctx_entry, whose CFI marks the return address undefined) and stop

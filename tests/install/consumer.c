@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * consumer.c - a program built against an installed libbluelet (by
  * tests/install/run.sh, once with pkg-config and once with find_package):

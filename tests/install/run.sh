@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Usage: run.sh CMAKE BUILD_DIR CC WORK_DIR SOURCE_DIR [extra C flags...]
 # Installs the library from BUILD_DIR into a temporary prefix (and, staged,
 # with DESTDIR), then builds and runs tests/install/consumer.c three ways:
