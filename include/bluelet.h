@@ -276,7 +276,9 @@ BL_API bl_conn *bl_accept(bl_listener *l);
 BL_API int bl_listener_set_timeout(bl_listener *l, double seconds);
 
 /* Close and free a listener. A green thread blocked in bl_accept() on it
- * wakes with EBADF. Returns 0, or -1 with EINVAL (NULL). */
+ * wakes with EBADF. Returns 0, or -1 with EINVAL (NULL) or EXDEV (l is tied
+ * to a scheduler that is running in another OS thread, see bl_close(); l
+ * stays open). */
 BL_API int bl_listener_close(bl_listener *l);
 
 /* Connect to TCP `host`:`port`, trying each address the name resolves to.
@@ -361,7 +363,12 @@ BL_API int bl_conn_fd(const bl_conn *c);
 
 /* Close the connection and free it. Green threads blocked on c wake with
  * EBADF; the memory is released once they have left. Returns 0, or -1 with
- * EINVAL (NULL); a close(2) error is reported too, but c is freed anyway. */
+ * EINVAL (NULL); a close(2) error is reported too, but c is freed anyway.
+ * Fails with EXDEV, leaving c open, when c is tied (see bl_conn_new()) to a
+ * scheduler that is running in another OS thread: its watchers are in that
+ * scheduler's loop, which only its own thread may change. Close c in that
+ * thread, or once that scheduler has returned from bl_sched_run() or been
+ * freed. */
 BL_API int bl_close(bl_conn *c);
 
 /* Listen on host:port (as bl_listen()), then spawn on s (NULL: the caller's

@@ -182,7 +182,7 @@ struct bl_sched {
     bl__tie *ties;             /* connections and listeners tied to us */
     bl_thread **chunks;        /* thread slots, BL_SLOTS_PER_CHUNK each */
     size_t nchunks, chunks_cap;
-    int running;
+    int running;               /* in bl_sched_run(); read by bl__foreign() */
     int freeing;
 #ifdef BL_ASAN
     void *main_stack_bottom;
@@ -197,6 +197,14 @@ struct bl_sched {
 /* The scheduler running in this OS thread. */
 extern __thread bl_sched *bl__cur BL_HIDDEN
     __attribute__((tls_model("initial-exec")));
+
+/* Whether s is running in another OS thread, so that its loop and lists
+ * must not be touched from this one (s NULL: no). */
+static inline int bl__foreign(bl_sched *s)
+{
+    return s != NULL && s != bl__cur &&
+           __atomic_load_n(&s->running, __ATOMIC_ACQUIRE);
+}
 
 /* The running green thread, or NULL (and errno = EPERM). */
 static inline bl_thread *bl__self_or_eperm(void);

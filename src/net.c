@@ -589,6 +589,12 @@ int bl_close(bl_conn *c)
         errno = EINVAL;
         return -1;
     }
+    /* Its watchers are in the loop of a scheduler running in another OS
+     * thread: that thread alone may stop them. */
+    if (bl__foreign(conn_sched(c))) {
+        errno = EXDEV;
+        return -1;
+    }
     c->closed = 1;
     bl_thread *reader = c->reader, *writer = c->writer;
     conn_untie(&c->tie);
@@ -1000,6 +1006,10 @@ int bl_listener_close(bl_listener *l)
 {
     if (l == NULL || l->closed) {
         errno = EINVAL;
+        return -1;
+    }
+    if (bl__foreign(l->s)) {        /* as in bl_close() */
+        errno = EXDEV;
         return -1;
     }
     l->closed = 1;

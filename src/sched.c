@@ -358,7 +358,7 @@ int bl_sched_run(bl_sched *s)
         errno = EBUSY;
         return -1;
     }
-    s->running = 1;
+    __atomic_store_n(&s->running, 1, __ATOMIC_RELEASE);
     bl__cur = s;
     void *alt = bl__altstack_push();
 #ifdef BL_ASAN
@@ -400,7 +400,7 @@ int bl_sched_run(bl_sched *s)
     /* Threads that ended since the last pass may have left stacks here. */
     free_dead_stacks(s);
     s->current = NULL;
-    s->running = 0;
+    __atomic_store_n(&s->running, 0, __ATOMIC_RELEASE);
     bl__cur = NULL;
     bl__altstack_pop(alt);
     if (rc != 0) {

@@ -347,6 +347,71 @@ static void test_tied(void)
            "in another) until that one is freed\n");
 }
 
+/* ---- closing from another OS thread while the owner runs ---- */
+
+static bl_conn *x_conn;
+static bl_listener *x_l;
+static int x_go[2];     /* main -> owner: the foreign closes are done */
+static int x_ready;     /* owner -> main: both objects are tied */
+
+static void *x_owner(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    int peer;
+    x_conn = netb_tcp_pair(&peer);
+    x_l = bl_listen("127.0.0.1", 0, 0);
+    CHECK(x_l != NULL);
+    /* Tie both to this scheduler: a wait on each, then idle watchers. */
+    CHECK(bl_listener_set_timeout(x_l, 0.01) == 0);
+    CHECK(bl_accept(x_l) == NULL && errno == ETIMEDOUT);
+    CHECK(bl_conn_set_timeout(x_conn, 0.01) == 0);
+    CHECK_ERR(bl_recv(x_conn, buf, sizeof buf), ETIMEDOUT);
+    __atomic_store_n(&x_ready, 1, __ATOMIC_RELEASE);
+    CHECK(bl_wait_fd(x_go[0], BL_READ, 60) == BL_READ);
+    /* Both still work here, and close here. */
+    CHECK(write(peer, "ok", 2) == 2);
+    CHECK(bl_recv(x_conn, buf, sizeof buf) == 2 && memcmp(buf, "ok", 2) == 0);
+    int fd = netb_raw_connect(bl_listener_port(x_l));
+    bl_conn *in = bl_accept(x_l);
+    CHECK(in != NULL);
+    CHECK(bl_close(in) == 0);
+    CHECK(close(fd) == 0);
+    CHECK(bl_close(x_conn) == 0);
+    CHECK(bl_listener_close(x_l) == 0);
+    CHECK(close(peer) == 0);
+    return NULL;
+}
+
+static void *x_os_thread(void *arg)
+{
+    bl_sched *a = arg;
+    CHECK(bl_sched_run(a) == 0);
+    return NULL;
+}
+
+static void test_foreign_close(void)
+{
+    CHECK(pipe(x_go) == 0);
+    bl_sched *a = bl_sched_new();
+    CHECK(a != NULL);
+    CHECK(bl_spawn(a, x_owner, NULL) != NULL);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, x_os_thread, a) == 0);
+    while (!__atomic_load_n(&x_ready, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    /* The owner is parked in bl_wait_fd(): its loop is live. Closing would
+     * stop watchers in that loop from this thread. */
+    CHECK(bl_close(x_conn) == -1 && errno == EXDEV);
+    CHECK(bl_listener_close(x_l) == -1 && errno == EXDEV);
+    CHECK(write(x_go[1], "g", 1) == 1);
+    CHECK(pthread_join(th, NULL) == 0);
+    bl_sched_free(a);
+    CHECK(close(x_go[0]) == 0 && close(x_go[1]) == 0);
+    printf("ok: closing an object of a scheduler running in another OS thread "
+           "fails with EXDEV and leaves it usable there\n");
+}
+
 /* ---- half-close, reset, SIGPIPE ---- */
 
 static void *halfclose_main(void *arg)
@@ -481,6 +546,7 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     test_reads();
     test_tied();
+    test_foreign_close();
     test_halfclose_reset_sigpipe();
     test_families();
     test_bulk();
