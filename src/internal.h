@@ -151,6 +151,9 @@ struct bl_thread {
     bl_func fn;
     void *arg;
     void *result;
+    /* Run with arg by bl_exit() before the thread ends (bl_serve's handler
+     * threads close their connection); whoever sets it clears it again. */
+    void (*on_exit)(void *arg);
     unsigned long long id;
     uint32_t magic;
     ev_timer timer;            /* sleeps and timeouts */

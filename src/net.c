@@ -1161,17 +1161,26 @@ struct serve {
     void *arg;
 };
 
-static void *serve_conn(void *p)
+/* The handler has returned or called bl_exit(). It may have closed c
+ * itself: bl_close() leaves connections of bl_serve() for us to free. */
+static void serve_done(void *p)
 {
     bl_conn *c = p;
-    c->serve_h(c, c->serve_arg);
-    /* The handler may have closed c itself: bl_close() leaves connections
-     * of bl_serve() for us to free. */
     c->serve_h = NULL;
     if (!c->closed)
         bl_close(c);
     else if (conn_unused(c))
         conn_free(c);
+}
+
+static void *serve_conn(void *p)
+{
+    bl_conn *c = p;
+    bl_thread *self = bl_self();
+    self->on_exit = serve_done;
+    c->serve_h(c, c->serve_arg);
+    self->on_exit = NULL;
+    serve_done(c);
     return NULL;
 }
 

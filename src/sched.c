@@ -698,6 +698,11 @@ void bl_exit(void *result)
     bl_thread *self = bl__self_or_eperm();
     if (self == NULL)
         return;
+    if (self->on_exit != NULL) {
+        void (*f)(void *) = self->on_exit;
+        self->on_exit = NULL;
+        f(self->arg);
+    }
     thread_end(self, result);
 }
 

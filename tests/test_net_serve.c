@@ -143,10 +143,69 @@ static void test_spawn_fails(void)
 #endif
 }
 
+/* ---- handlers that end with bl_exit() ---- */
+
+#define NEXIT 8
+
+static void exit_deep(int depth)
+{
+    if (depth > 0)
+        exit_deep(depth - 1);
+    else
+        bl_exit((void *)1);
+}
+
+static void exiting_handler(bl_conn *c, void *arg)
+{
+    (void)arg;
+    char b[4];
+    CHECK(bl_recv(c, b, sizeof b) == 1);
+    handled++;
+    exit_deep(3);
+    CORE_FAIL("bl_exit() returned");
+}
+
+static void *exit_main(void *arg)
+{
+    (void)arg;
+    bl_listener *l = bl_listen("127.0.0.1", 0, NEXIT);
+    CHECK(l != NULL);
+    int p = bl_listener_port(l);
+    bl_thread *acc = bl_serve_listener(NULL, l, exiting_handler, NULL);
+    CHECK(acc != NULL);
+    for (int i = 0; i < NEXIT; i++) {
+        bl_conn *c = bl_conn_new(netb_raw_connect(p));
+        CHECK(c != NULL);
+        CHECK(bl_conn_set_timeout(c, 10) == 0);
+        CHECK(bl_sendall(c, "x", 1) == 0);
+        char buf[8];
+        /* The handler's bl_exit() closes the connection as its return
+         * would: EOF, not a timeout. */
+        CHECK(bl_recv(c, buf, sizeof buf) == 0);
+        CHECK(bl_close(c) == 0);
+    }
+    CHECK(bl_cancel(acc) == 0);
+    CHECK(bl_join(acc, NULL) == 0);
+    return NULL;
+}
+
+static void test_exit_in_handler(void)
+{
+    int fds0 = netb_count_fds();
+    handled = 0;
+    netb_watchdog("handlers that call bl_exit()");
+    core_run_green(exit_main, NULL);
+    alarm(0);
+    CHECK(handled == NEXIT);
+    NETB_CHECK_FDS(fds0);
+    printf("ok: a handler that calls bl_exit() has its connection closed\n");
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_acceptor_exdev();
     test_spawn_fails();
+    test_exit_in_handler();
     return 0;
 }
