@@ -373,9 +373,10 @@ BL_API int bl_close(bl_conn *c);
 
 /* Listen on host:port (as bl_listen()), then spawn on s (NULL: the caller's
  * scheduler) an acceptor green thread that runs h(conn, arg) in a new
- * detached green thread per connection and closes conn when h returns (or calls bl_exit()).
- * Cancelling the acceptor (bl_cancel) closes the listener; running handlers
- * go on. The acceptor also ends, closing the listener, when accepting on it
+ * detached green thread per connection and closes conn when h returns or
+ * calls bl_exit(). Cancelling the acceptor (bl_cancel) closes the listener;
+ * running handlers go on. The acceptor also ends, closing the listener, when
+ * accepting on it
  * cannot work (bl_accept() fails with EBADF, EXDEV, EBUSY, EINVAL or
  * ENOTSOCK); other errors are retried after a short pause. Returns the
  * acceptor's handle (joinable; it ends only in those cases), or NULL with
