@@ -376,11 +376,10 @@ BL_API int bl_close(bl_conn *c);
  * detached green thread per connection and closes conn when h returns or
  * calls bl_exit(). Cancelling the acceptor (bl_cancel) closes the listener;
  * running handlers go on. The acceptor also ends, closing the listener, when
- * accepting on it
- * cannot work (bl_accept() fails with EBADF, EXDEV, EBUSY, EINVAL or
- * ENOTSOCK); other errors are retried after a short pause. Returns the
- * acceptor's handle (joinable; it ends only in those cases), or NULL with
- * the errors of bl_listen() and bl_spawn(). */
+ * accepting on it cannot work (bl_accept() fails with EBADF, EXDEV, EBUSY,
+ * EINVAL or ENOTSOCK); other errors are retried after a short pause.
+ * Returns the acceptor's handle (joinable; it ends only in those cases), or
+ * NULL with the errors of bl_listen() and bl_spawn(). */
 BL_API bl_thread *bl_serve(bl_sched *s, const char *host, int port,
                            bl_handler h, void *arg);
 
