@@ -309,7 +309,9 @@ BL_API bl_conn *bl_connect_unix_timeout(const char *path, double timeout);
 BL_API const char *bl_resolve_error(void);
 
 /* Wrap a connected stream socket (any family, e.g. from socketpair(2)); it is
- * made non-blocking and close-on-exec, and bl_close() closes it. Not
+ * made non-blocking and close-on-exec, and bl_close() closes it. A pipe,
+ * FIFO or terminal works too (read(2) and write(2) are used; a write to a
+ * pipe without reader fails with EPIPE, without SIGPIPE either). Not
  * blocking; may be called outside green threads. A connection (like a
  * listener) is tied to the scheduler of the first green thread that waits on
  * it, until that scheduler is freed: a call from another scheduler's thread

@@ -17,11 +17,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
 
@@ -337,12 +340,36 @@ read_some(bl_conn *c, bl_thread *self, void *buf, size_t len, double deadline)
     }
 }
 
+/* write(2) to a pipe or terminal without raising SIGPIPE, which has no
+ * MSG_NOSIGNAL: the signal is blocked in this OS thread around the write,
+ * and one the write raised (EPIPE) is taken before unblocking, unless it
+ * was pending already. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    int was_pending = sigpending(&pending) == 0 &&
+                      sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t r = write(fd, buf, len);
+    int e = errno;
+    if (r < 0 && e == EPIPE && !was_pending) {
+        static const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return r;
+}
+
 static inline __attribute__((always_inline)) ssize_t
 write_some(bl_conn *c, bl_thread *self, const void *buf, size_t len,
            double deadline)
 {
     for (;;) {
-        ssize_t r = c->notsock ? write(c->rio.fd, buf, len)
+        ssize_t r = c->notsock ? write_nosigpipe(c->rio.fd, buf, len)
                                : send(c->rio.fd, buf, len, MSG_NOSIGNAL);
         if (r >= 0)
             return r;

@@ -8,6 +8,7 @@
 #include "netb_util.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 /* ---- an echo server (the bl_serve handler) ---- */
@@ -462,6 +463,27 @@ static void *halfclose_main(void *arg)
     CHECK(rc == -1 && (e == EPIPE || e == ECONNRESET));
     CHECK(bl_close(a) == 0);
     CHECK(bl_listener_close(l) == 0);
+
+    /* The same on a pipe (write(2), not send(MSG_NOSIGNAL)), and a SIGPIPE
+     * already pending stays pending. */
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    bl_conn *pw = bl_conn_new(pfd[1]);
+    CHECK(pw != NULL);
+    CHECK(close(pfd[0]) == 0);
+    CHECK_ERR(bl_send(pw, "x", 1), EPIPE);
+    CHECK(bl_sendall(pw, "x", 1) == -1 && errno == EPIPE);
+    sigset_t pipeset, pending;
+    sigemptyset(&pipeset);
+    sigaddset(&pipeset, SIGPIPE);
+    CHECK(pthread_sigmask(SIG_BLOCK, &pipeset, NULL) == 0);
+    CHECK(raise(SIGPIPE) == 0);
+    CHECK_ERR(bl_send(pw, "x", 1), EPIPE);
+    CHECK(sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE));
+    int sig;
+    CHECK(sigwait(&pipeset, &sig) == 0 && sig == SIGPIPE);
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &pipeset, NULL) == 0);
+    CHECK(bl_close(pw) == 0);
     return NULL;
 }
 
