@@ -22,6 +22,9 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static bl__pool_job *queue_head, *queue_tail; /* jobs not yet started */
 static int nthreads, nidle;
+static int nbusy;       /* workers running a job, outside the lock */
+static int forking;     /* in fork(): workers start no job */
+static pthread_cond_t quiet = PTHREAD_COND_INITIALIZER;  /* nbusy fell to 0 */
 /* Jobs queued or running, to find them when a scheduler goes away. */
 static bl__pool_job *running[BL_POOL_MAX_THREADS];
 
@@ -31,14 +34,23 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * The lock is held across fork() so that the child gets the pool in a
  * consistent state; the child then starts over with no workers, and the
  * parent's jobs (queued, or running in workers that do not exist here) are
- * dropped: they belong to the parent's schedulers. */
+ * dropped: they belong to the parent's schedulers.
+ * fork() also waits for the jobs that are running to end, and no job starts
+ * meanwhile: a getaddrinfo() cut off by the fork would leave the resolver's
+ * locks held in the child's copy of libc, and every lookup there would hang
+ * on them. */
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&lock);
+    forking++;
+    while (nbusy > 0)
+        pthread_cond_wait(&quiet, &lock);
 }
 
 static void atfork_parent(void)
 {
+    forking--;
+    pthread_cond_broadcast(&work);
     pthread_mutex_unlock(&lock);
 }
 
@@ -46,8 +58,9 @@ static void atfork_child(void)
 {
     pthread_mutex_init(&lock, NULL);
     pthread_cond_init(&work, NULL);
+    pthread_cond_init(&quiet, NULL);
     queue_head = queue_tail = NULL;
-    nthreads = nidle = 0;
+    nthreads = nidle = nbusy = forking = 0;
     for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
         running[i] = NULL;
 }
@@ -77,7 +90,7 @@ static void *worker(void *unused)
     (void)unused;
     pthread_mutex_lock(&lock);
     for (;;) {
-        while (queue_head == NULL) {
+        while (queue_head == NULL || forking) {
             nidle++;
             pthread_cond_wait(&work, &lock);
             nidle--;
@@ -90,9 +103,12 @@ static void *worker(void *unused)
         while (running[slot] != NULL)
             slot++;
         running[slot] = job;
+        nbusy++;
         pthread_mutex_unlock(&lock);
         job->fn(job->arg);
         pthread_mutex_lock(&lock);
+        if (--nbusy == 0 && forking)
+            pthread_cond_broadcast(&quiet);
         running[slot] = NULL;
         finish(job);
     }

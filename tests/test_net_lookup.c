@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <netdb.h>
+#include <pthread.h>
 
 /* How late a timeout may end: no speed threshold, only a bound that tells
  * "timed out" from "waited for the lookup". */
@@ -25,6 +26,11 @@
 
 static double slow_delay;            /* seconds; written before lookups */
 static int results_out, results_freed, lookups_running;
+/* With hold_lock set, every lookup holds resolver_lock throughout, as glibc
+ * holds locks of its own inside getaddrinfo(): a fork() in the middle of a
+ * lookup leaves it locked in the child. */
+static int hold_lock;
+static pthread_mutex_t resolver_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef int gai_fn(const char *, const char *, const struct addrinfo *,
                    struct addrinfo **);
@@ -41,6 +47,9 @@ int getaddrinfo(const char *node, const char *service,
     /* Numeric-only conversions are instant in any resolver. */
     int numeric = hints != NULL && (hints->ai_flags & AI_NUMERICHOST);
     int slow = !numeric && n > k && strcmp(node + n - k, SLOW_SUFFIX) == 0;
+    int locked = __atomic_load_n(&hold_lock, __ATOMIC_SEQ_CST);
+    if (locked)
+        pthread_mutex_lock(&resolver_lock);
     if (slow) {
         __atomic_add_fetch(&lookups_running, 1, __ATOMIC_SEQ_CST);
         struct timespec ts = {(time_t)slow_delay,
@@ -53,6 +62,8 @@ int getaddrinfo(const char *node, const char *service,
         __atomic_add_fetch(&results_out, 1, __ATOMIC_SEQ_CST);
     if (slow)
         __atomic_sub_fetch(&lookups_running, 1, __ATOMIC_SEQ_CST);
+    if (locked)
+        pthread_mutex_unlock(&resolver_lock);
     return rc;
 }
 
@@ -232,6 +243,43 @@ static void test_fork(void)
     core_run_child_ok("lookup in a child of fork()", child_after_fork, 20.0);
 }
 
+/* ---- fork() while a lookup runs: it waits for the lookup to end ---- */
+
+static void *slow_connect(void *arg)
+{
+    bl_listener *l = arg;
+    bl_conn *c = bl_connect_timeout("a" SLOW_SUFFIX, bl_listener_port(l), 10);
+    CHECK(c != NULL);
+    bl_conn *in = bl_accept(l);
+    CHECK(in != NULL);
+    CHECK(bl_close(in) == 0 && bl_close(c) == 0);
+    return NULL;
+}
+
+static void *lookup_os_thread(void *arg)
+{
+    core_run_green(slow_connect, arg);
+    return NULL;
+}
+
+static void test_fork_during_lookup(void)
+{
+    bl_listener *l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(l != NULL);
+    __atomic_store_n(&hold_lock, 1, __ATOMIC_SEQ_CST);
+    slow_delay = 0.3;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, lookup_os_thread, l) == 0);
+    while (__atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) == 0)
+        usleep(1000);
+    /* Forked now, the child would hold resolver_lock forever. */
+    core_run_child_ok("lookup in a child forked during a lookup",
+                      child_after_fork, 20.0);
+    CHECK(pthread_join(th, NULL) == 0);
+    __atomic_store_n(&hold_lock, 0, __ATOMIC_SEQ_CST);
+    CHECK(bl_listener_close(l) == 0);
+}
+
 /* All scenarios run on one scheduler: the listener is tied to it. */
 static void run_on(bl_sched *s, bl_func fn)
 {
@@ -274,9 +322,13 @@ int main(void)
      * process starts a thread. */
     printf("skip: lookup in a child of fork() (emulated)\n");
     (void)test_fork;
+    (void)test_fork_during_lookup;
 #else
     test_fork();
     printf("lookup in a child of fork(): works\n");
+    test_fork_during_lookup();
+    printf("fork() during a lookup: waits for it; lookups work in the "
+           "child\n");
 #endif
     printf("net_lookup: ok\n");
     return 0;
