@@ -169,7 +169,10 @@ BL_API int bl_sleep(double seconds);
 /* Wait for t to end and reap it; *result (if result is not NULL) receives
  * its function's return value or bl_exit()'s argument. Returns at once if t
  * has already ended (also when the caller is cancelled). After a successful
- * join the handle is invalid. Blocking.
+ * join the handle is invalid, as is a detached thread's once it has ended:
+ * like a pthread_t, it must not be used again. (Such a handle is caught
+ * with EINVAL only until its slot is reused by a later bl_spawn(); then it
+ * names that new thread.) Blocking.
  * Returns 0, or -1 and sets errno:
  *   EINVAL  t is NULL, not a thread, already joined or being joined, or
  *           detached; or t belongs to another scheduler.

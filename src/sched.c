@@ -16,7 +16,9 @@
  * Thread handles point into slot chunks that live as long as the scheduler;
  * freed slots go to the back of a FIFO, so a stale handle (a second join, a
  * join of a detached thread that ended) finds a freed slot and fails with
- * EINVAL instead of touching unmapped memory.
+ * EINVAL instead of touching unmapped memory, until the slot is reused: then
+ * the handle names the new thread (handles carry no generation; the header
+ * says a stale handle must not be used).
  */
 #define _GNU_SOURCE
 #include "switch.h"
