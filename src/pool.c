@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define BL_POOL_MAX_THREADS 4
@@ -24,6 +25,12 @@ static bl__pool_job *queue_head, *queue_tail; /* jobs not yet started */
 static int nthreads, nidle;
 static int nbusy;       /* workers running a job, outside the lock */
 static int forking;     /* in fork(): workers start no job */
+static int stopping;    /* the library is being unloaded: workers leave */
+/* The workers, joinable, so that pool_stop() can wait for them to be gone. */
+static struct {
+    pthread_t tid;
+    unsigned char live, busy;
+} workers[BL_POOL_MAX_THREADS];
 static pthread_cond_t quiet = PTHREAD_COND_INITIALIZER;  /* nbusy fell to 0 */
 /* Jobs queued or running, to find them when a scheduler goes away. */
 static bl__pool_job *running[BL_POOL_MAX_THREADS];
@@ -62,6 +69,8 @@ static void atfork_child(void)
     queue_head = queue_tail = NULL;
     nthreads = nidle = nbusy = forking = 0;
     for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
+        workers[i].live = workers[i].busy = 0;
+    for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
         running[i] = NULL;
 }
 
@@ -85,16 +94,18 @@ static void finish(bl__pool_job *job)
     ev_async_send(s->loop, &s->async);
 }
 
-static void *worker(void *unused)
+static void *worker(void *arg)
 {
-    (void)unused;
+    int me = (int)(intptr_t)arg;
     pthread_mutex_lock(&lock);
     for (;;) {
-        while (queue_head == NULL || forking) {
+        while ((queue_head == NULL || forking) && !stopping) {
             nidle++;
             pthread_cond_wait(&work, &lock);
             nidle--;
         }
+        if (stopping)
+            break;
         bl__pool_job *job = queue_head;
         queue_head = job->next;
         if (queue_head == NULL)
@@ -104,32 +115,65 @@ static void *worker(void *unused)
             slot++;
         running[slot] = job;
         nbusy++;
+        workers[me].busy = 1;
         pthread_mutex_unlock(&lock);
         job->fn(job->arg);
         pthread_mutex_lock(&lock);
+        workers[me].busy = 0;
         if (--nbusy == 0 && forking)
             pthread_cond_broadcast(&quiet);
         running[slot] = NULL;
         finish(job);
     }
+    pthread_mutex_unlock(&lock);
     return NULL;
 }
 
+/* When the library is unloaded (dlclose(), or exit()): idle workers leave
+ * and are joined, so that no thread is left to run code that is about to
+ * be unmapped, and memory checkers see their resolver state freed. A worker
+ * inside a job is detached instead and leaves when the job ends. */
+__attribute__((destructor)) static void pool_stop(void)
+{
+    pthread_t idle[BL_POOL_MAX_THREADS];
+    int n = 0;
+    pthread_mutex_lock(&lock);
+    stopping = 1;
+    for (int i = 0; i < BL_POOL_MAX_THREADS; i++) {
+        if (!workers[i].live)
+            continue;
+        if (workers[i].busy)
+            pthread_detach(workers[i].tid);
+        else
+            idle[n++] = workers[i].tid;
+        workers[i].live = 0;
+    }
+    nthreads = 0;
+    pthread_cond_broadcast(&work);
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < n; i++)
+        pthread_join(idle[i], NULL);
+}
+
 /* Start a worker with every signal blocked, so that signals go to the
- * application's own threads. */
+ * application's own threads. Under the lock. */
 static int start_worker(void)
 {
+    int me = 0;
+    while (workers[me].live)
+        me++;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t tid;
-    int rc = pthread_create(&tid, &attr, worker, NULL);
+    int rc = pthread_create(&workers[me].tid, &attr, worker,
+                            (void *)(intptr_t)me);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        workers[me].live = 1;
     return rc;
 }
 
@@ -160,10 +204,11 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     pthread_once(&atfork_once, atfork_register);
     pthread_mutex_lock(&lock);
     if (nidle == 0 && nthreads < BL_POOL_MAX_THREADS) {
-        int rc = start_worker();
+        int rc = stopping ? EAGAIN : start_worker();
         if (rc != 0 && nthreads == 0) {
-            /* No OS thread at all (out of memory or threads): run the job
-             * here, blocking this scheduler, rather than fail the call. */
+            /* No OS thread at all (out of memory or threads, or the library
+             * is being unloaded): run the job here, blocking this
+             * scheduler, rather than fail the call. */
             pthread_mutex_unlock(&lock);
             job->fn(job->arg);
             return 0;
