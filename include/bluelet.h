@@ -183,7 +183,8 @@ BL_API int bl_sleep(double seconds);
 BL_API int bl_join(bl_thread *t, void **result);
 
 /* bl_join() waiting at most `timeout` seconds (timeout < 0: no limit).
- * Extra errno: ETIMEDOUT (t is left as it was and may be joined later). */
+ * Extra errno: ETIMEDOUT (t is left as it was and may be joined later);
+ * EINVAL also for a NaN timeout. */
 BL_API int bl_join_timeout(bl_thread *t, void **result, double timeout);
 
 /* Let t be reaped as soon as it ends; it can no longer be joined.
@@ -230,9 +231,12 @@ enum { BL_READ = 1, BL_WRITE = 2 };
 
 /* Wait until fd is readable (BL_READ) and/or writable (BL_WRITE), at most
  * `timeout` seconds (timeout < 0: no limit). Blocking.
- * Returns the ready events (a nonzero mask of BL_READ | BL_WRITE), or -1 and
- * sets errno: ETIMEDOUT, ECANCELED, EPERM, EINVAL (fd < 0 or events not a
- * nonempty subset of BL_READ | BL_WRITE), EBADF (fd is not open). */
+ * Returns the ready events (a nonzero subset of `events`), or -1 and sets
+ * errno: ETIMEDOUT, ECANCELED, EPERM, EINVAL (fd < 0, events not a nonempty
+ * subset of BL_READ | BL_WRITE, or a NaN timeout), EBADF (fd is not open).
+ * A descriptor the kernel refuses to watch (epoll_ctl fails, e.g. ENOSPC
+ * at fs.epoll.max_user_watches) is retried every millisecond until the
+ * timeout. */
 BL_API int bl_wait_fd(int fd, int events, double timeout);
 
 /* ------------------------------------------------------------------------ */
@@ -295,7 +299,7 @@ BL_API bl_conn *bl_connect(const char *host, int port);
 /* bl_connect() bounded by `timeout` seconds in all (timeout <= 0: none):
  * name resolution and connecting together. A lookup still running at the
  * deadline is abandoned (it finishes on its helper thread and is freed).
- * Extra errno: ETIMEDOUT. */
+ * Extra errno: ETIMEDOUT; EINVAL also for a NaN timeout. */
 BL_API bl_conn *bl_connect_timeout(const char *host, int port, double timeout);
 
 /* Connect to the Unix-domain stream socket at `path`. Blocking: while the

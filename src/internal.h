@@ -226,6 +226,16 @@ BL_HIDDEN double bl__deadline(bl_sched *s, double timeout);
 /* Seconds left until `deadline` (-1 for none; 0 when past). */
 BL_HIDDEN double bl__remaining(bl_sched *s, double deadline);
 
+/* libev could not watch a descriptor a thread waited on (an epoll_ctl
+ * failed: ENOSPC at fs.epoll.max_user_watches, ENOMEM), so it stopped the
+ * watcher and woke the thread. Pause BL_WATCH_RETRY seconds before the
+ * caller retries, rather than spin while the kernel keeps refusing.
+ * Returns 0 to retry, or the errno that ends the call: ETIMEDOUT when the
+ * pause reached `deadline` (< 0: none), ECANCELED. */
+BL_HIDDEN int bl__watch_retry(bl_thread *self, const char *what,
+                              double deadline);
+#define BL_WATCH_RETRY 0.001
+
 /* Report stuck threads on stderr. */
 BL_HIDDEN void bl__report_deadlock(bl_sched *s);
 

@@ -17,6 +17,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -260,6 +261,8 @@ conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
                   : bl__park(self, what, bl__remaining(s, deadline));
     if (!c->closed)
         watcher_leave(s->loop, slot);
+    if (BL_UNLIKELY(err == 0 && !c->closed && !ev_is_active(w)))
+        err = bl__watch_retry(self, what, deadline);    /* watcher_killed() */
     if (err == 0 && c->closed)
         err = EBADF;
     return err;
@@ -991,6 +994,8 @@ bl_conn *bl_accept(bl_listener *l)
             err = bl__park(self, "bl_accept", bl__remaining(l->s, deadline));
             if (!l->closed)
                 watcher_leave(l->s->loop, &l->waiter);
+            if (BL_UNLIKELY(err == 0 && !l->closed && !ev_is_active(&l->io)))
+                err = bl__watch_retry(self, "bl_accept", deadline);
             if (err == 0 && l->closed)
                 err = EBADF;
             if (err != 0)
@@ -1055,6 +1060,28 @@ int bl_listener_close(bl_listener *l)
 
 /* Connect a fresh non-blocking socket to one address. Returns the connection
  * or NULL with errno. */
+/* Wait for the connect() in progress on c to end: 0, or why it failed. */
+static int connect_wait(bl_conn *c, bl_thread *self, double deadline)
+{
+    for (;;) {
+        int err = conn_wait(c, self, 1, deadline);
+        if (err != 0)
+            return err;
+        /* A wake-up is not proof that the connect ended (see
+         * bl__watch_retry()), and SO_ERROR is 0 while it is in progress:
+         * an ended connect makes the socket writable (or hung up). */
+        struct pollfd p = {.fd = c->wio.fd, .events = POLLOUT};
+        if (poll(&p, 1, 0) < 0)
+            return errno;
+        if (p.revents == 0)
+            continue;
+        socklen_t el = sizeof err;
+        if (getsockopt(c->wio.fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            err = errno;
+        return err;
+    }
+}
+
 static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
                              socklen_t len, double deadline)
 {
@@ -1078,12 +1105,7 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
         if (err == EINTR)
             continue;
         if (err == EINPROGRESS) {
-            err = conn_wait(c, self, 1, deadline);
-            if (err == 0) {
-                socklen_t el = sizeof err;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-                    err = errno;
-            }
+            err = connect_wait(c, self, deadline);
             break;
         }
         if (err == EAGAIN && sa->sa_family == AF_UNIX) {

@@ -133,6 +133,20 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     bl__pool_drain(w->data);
 }
 
+/* libev calls this just before its poll may block. Watchers are pending
+ * then only when libev queued them itself while it passed its descriptor
+ * changes to epoll: an epoll_ctl failed (ENOSPC at fs.epoll.max_user_watches)
+ * and libev stopped the descriptor's watchers with EV_ERROR. It calls them
+ * only after the poll, which would block until some other event, however
+ * late; poke our ev_async so that the poll returns at once. */
+static void loop_release(struct ev_loop *loop)
+{
+    if (BL_UNLIKELY(ev_pending_count(loop) != 0)) {
+        bl_sched *s = ev_userdata(loop);
+        ev_async_send(loop, &s->async);
+    }
+}
+
 /* ---- thread slots ---- */
 
 /* Add a chunk of free slots; 0, or -1 when out of memory. */
@@ -260,6 +274,7 @@ bl_sched *bl_sched_new(void)
     s->async.data = s;
     ev_async_start(s->loop, &s->async);
     ev_unref(s->loop); /* only pending pool jobs keep the loop alive */
+    ev_set_loop_release_cb(s->loop, loop_release, NULL);
     bl__overflow_handler_install();
     return s;
 }
@@ -807,6 +822,14 @@ int bl__park(bl_thread *self, const char *what, double timeout)
     return park(self->sched, self, what, timeout);
 }
 
+int bl__watch_retry(bl_thread *self, const char *what, double deadline)
+{
+    double left = bl__remaining(self->sched, deadline);
+    int last = left >= 0 && left <= BL_WATCH_RETRY;
+    int err = bl__park(self, what, last ? left : BL_WATCH_RETRY);
+    return err == ETIMEDOUT && !last ? 0 : err;
+}
+
 void bl__wake(bl_thread *t, int err)
 {
     wake(t->sched, t, err);
@@ -994,16 +1017,28 @@ int bl_wait_fd(int fd, int events, double timeout)
         return -1;
     }
     bl_sched *s = self->sched;
-    ev_io_set(&self->io, fd, (events & BL_READ ? EV_READ : 0) |
-                                 (events & BL_WRITE ? EV_WRITE : 0));
-    ev_io_start(s->loop, &self->io);
-    self->io_revents = 0;
-    int err = bl__park(self, "bl_wait_fd", timeout < 0 ? -1 : timeout);
-    ev_io_stop(s->loop, &self->io);
+    double deadline = bl__deadline(s, timeout);
+    int err;
+    for (;;) {
+        /* ev_io_set() also makes libev register fd afresh after an
+         * EV_ERROR (see watcher_killed() in net.c). */
+        ev_io_set(&self->io, fd, (events & BL_READ ? EV_READ : 0) |
+                                     (events & BL_WRITE ? EV_WRITE : 0));
+        ev_io_start(s->loop, &self->io);
+        self->io_revents = 0;
+        err = bl__park(self, "bl_wait_fd", bl__remaining(s, deadline));
+        ev_io_stop(s->loop, &self->io);
+        if (BL_LIKELY(err != 0 || !(self->io_revents & EV_ERROR)))
+            break;
+        /* libev could not watch fd, and reports it as ready for all. */
+        err = bl__watch_retry(self, "bl_wait_fd", deadline);
+        if (err != 0)
+            break;
+    }
     if (err != 0) {
         errno = err;
         return -1;
     }
-    return (self->io_revents & EV_READ ? BL_READ : 0) |
-           (self->io_revents & EV_WRITE ? BL_WRITE : 0);
+    return ((self->io_revents & EV_READ ? BL_READ : 0) |
+            (self->io_revents & EV_WRITE ? BL_WRITE : 0)) & events;
 }

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_net_epollfail.c - when epoll_ctl() fails for a connection (ENOSPC at
- * fs.epoll.max_user_watches), libev stops the connection's watcher itself
- * and reports EV_ERROR. The thread that waited on it retries, and the
- * scheduler's count of what can still wake a thread stays right: a later
- * wait on a healthy connection is not mistaken for a deadlock.
+ * test_net_epollfail.c - when epoll_ctl() fails for a descriptor a thread
+ * waits on (ENOSPC at fs.epoll.max_user_watches), libev stops the watcher
+ * itself and reports EV_ERROR. The waiter is woken at once (not at the next
+ * unrelated event), pauses, and retries: bl_recv, bl_accept and bl_wait_fd
+ * then get their event, bl_wait_fd reports only the events asked for, and
+ * bl_connect does not take the wake-up for a finished connect. While the
+ * kernel keeps refusing, the retries are paced, and a timeout still ends
+ * the call. The scheduler's count of what can still wake a thread stays
+ * right: a later wait on a healthy connection is not mistaken for a
+ * deadlock.
  *
  * The failure is simulated: this program defines epoll_ctl(), which libev
  * then calls, and fails one EPOLL_CTL_ADD for a chosen descriptor.
@@ -13,11 +18,17 @@
 #include "netb_util.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 
-static volatile int fail_add_fd = -1;
-static volatile int failed;
+/* What epoll_ctl() does to EPOLL_CTL_ADD of fail_fd (or, with fail_fd ==
+ * FAIL_ANY_OUT, of any descriptor for EPOLLOUT): fail `fail_left` times. */
+#define FAIL_ANY_OUT (-2)
+static int fail_fd = -1;
+static int fail_left;
+static int failed;              /* ADDs failed */
+static int added;               /* ADDs of fail_fd that worked since */
 
 int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
 {
@@ -25,18 +36,83 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
     if (real == NULL)
         real = (int (*)(int, int, int, struct epoll_event *))dlsym(
             RTLD_NEXT, "epoll_ctl");
-    if (op == EPOLL_CTL_ADD && fd == fail_add_fd) {
-        fail_add_fd = -1;          /* once */
-        failed = 1;
-        errno = ENOSPC;
-        return -1;
+    if (op == EPOLL_CTL_ADD &&
+        (fd == __atomic_load_n(&fail_fd, __ATOMIC_ACQUIRE) ||
+         (fail_fd == FAIL_ANY_OUT && (event->events & EPOLLOUT)))) {
+        if (fail_left > 0) {
+            fail_left--;
+            __atomic_add_fetch(&failed, 1, __ATOMIC_RELEASE);
+            errno = ENOSPC;
+            return -1;
+        }
+        int r = real(epfd, op, fd, event);
+        if (r == 0)
+            __atomic_add_fetch(&added, 1, __ATOMIC_RELEASE);
+        return r;
     }
     return real(epfd, op, fd, event);
 }
 
+/* Fail the next n ADDs of fd. */
+static void fail_adds(int fd, int n)
+{
+    fail_left = n;
+    failed = added = 0;
+    __atomic_store_n(&fail_fd, fd, __ATOMIC_RELEASE);
+}
+
+static void fail_none(void)
+{
+    __atomic_store_n(&fail_fd, -1, __ATOMIC_RELEASE);
+    fail_left = 0;
+}
+
+/* A green thread that keeps a timer active for as long as a section runs,
+ * so that libev's poll blocks: an EV_ERROR that waited for the poll to end
+ * would then never be delivered (the watchdog fails the test). */
+static void *keeper(void *arg)
+{
+    (void)arg;
+    bl_sleep(3600);
+    return NULL;
+}
+
+static bl_thread *keeper_start(void)
+{
+    bl_thread *k = bl_spawn(bl_sched_current(), keeper, NULL);
+    CHECK(k != NULL);
+    return k;
+}
+
+static void keeper_stop(bl_thread *k)
+{
+    CHECK(bl_cancel(k) == 0);
+    CHECK(bl_join(k, NULL) == 0);
+}
+
+/* Another OS thread acts once epoll has the descriptor after its failed
+ * ADD: it writes a byte to a peer (fd >= 0) or connects to a port. */
+struct after_add {
+    int peer;
+    int port;
+    int client;
+};
+
+static void *act_after_add(void *arg)
+{
+    struct after_add *a = arg;
+    while (__atomic_load_n(&added, __ATOMIC_ACQUIRE) == 0)
+        usleep(1000);
+    if (a->peer >= 0)
+        netb_write_all(a->peer, "y", 1);
+    else
+        a->client = netb_raw_connect(a->port);
+    return NULL;
+}
+
 static int late_peer;
 
-/* Another OS thread writes to the healthy connection a while later. */
+/* Another OS thread writes to a connection a while later. */
 static void *late_write(void *arg)
 {
     (void)arg;
@@ -45,26 +121,28 @@ static void *late_write(void *arg)
     return NULL;
 }
 
-static void *main_fn(void *arg)
+/* bl_recv: the failed wait is retried; the data sent only once the retry
+ * has registered the descriptor arrives. */
+static void *recv_retry(void *arg)
 {
     (void)arg;
-    char ch;
+    bl_thread *k = keeper_start();
     int peer;
+    char ch;
     bl_conn *c = netb_tcp_pair(&peer);
-
-    /* The first wait's epoll_ctl(ADD) fails: libev stops the watcher and
-     * wakes us; we retry, wait again (the ADD works now) and get the data. */
-    fail_add_fd = bl_conn_fd(c);
-    late_peer = peer;
+    struct after_add a = {.peer = peer};
     pthread_t pt;
-    CHECK(pthread_create(&pt, NULL, late_write, NULL) == 0);
+    fail_adds(bl_conn_fd(c), 1);
+    CHECK(pthread_create(&pt, NULL, act_after_add, &a) == 0);
     CHECK(bl_recv(c, &ch, 1) == 1 && ch == 'y');
     CHECK(pthread_join(pt, NULL) == 0);
-    CHECK(failed);
+    CHECK_EQ_LL(failed, 1);
+    fail_none();
 
     /* A healthy connection that becomes readable only later: while we wait,
      * nothing else can wake a thread, which must not look like a deadlock
      * (bl_sched_run() would fail with EDEADLK). */
+    keeper_stop(k);
     int peer2;
     bl_conn *c2 = netb_tcp_pair(&peer2);
     late_peer = peer2;
@@ -77,13 +155,117 @@ static void *main_fn(void *arg)
     return NULL;
 }
 
+/* While every ADD fails, bl_recv retries every millisecond or so, not in a
+ * busy loop, and its timeout still ends it; the connection works after. */
+static void *recv_refused(void *arg)
+{
+    (void)arg;
+    bl_thread *k = keeper_start();
+    int peer;
+    char ch;
+    bl_conn *c = netb_tcp_pair(&peer);
+    const double timeout = 0.1;
+    CHECK(bl_conn_set_timeout(c, timeout) == 0);
+    fail_adds(bl_conn_fd(c), INT_MAX);
+    CHECK(bl_recv(c, &ch, 1) == -1 && errno == ETIMEDOUT);
+    int tries = __atomic_load_n(&failed, __ATOMIC_ACQUIRE);
+    fail_none();
+    printf("  %d failed registrations in a %.1f s timeout\n", tries, timeout);
+    /* Paced by BL_WATCH_RETRY (1 ms): at most timeout / 1 ms + 1; a busy
+     * loop makes thousands (one every few microseconds). */
+    CHECK(tries >= 2 && tries <= 2 * (int)(timeout / 0.001) + 2);
+    netb_write_all(peer, "z", 1);
+    CHECK(bl_recv(c, &ch, 1) == 1 && ch == 'z');
+    CHECK(bl_close(c) == 0 && close(peer) == 0);
+    keeper_stop(k);
+    return NULL;
+}
+
+/* bl_wait_fd: retried, and only the events asked for are returned. The
+ * socket is writable all along; libev's EV_ERROR says "read and write". */
+static void *wait_fd_retry(void *arg)
+{
+    (void)arg;
+    bl_thread *k = keeper_start();
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    struct after_add a = {.peer = sv[1]};
+    pthread_t pt;
+    fail_adds(sv[0], 1);
+    CHECK(pthread_create(&pt, NULL, act_after_add, &a) == 0);
+    CHECK_EQ_LL(bl_wait_fd(sv[0], BL_READ, -1), BL_READ);
+    CHECK(pthread_join(pt, NULL) == 0);
+    CHECK_EQ_LL(failed, 1);
+    fail_none();
+    char ch;
+    CHECK(read(sv[0], &ch, 1) == 1 && ch == 'y');
+    CHECK(close(sv[0]) == 0 && close(sv[1]) == 0);
+    keeper_stop(k);
+    return NULL;
+}
+
+/* bl_accept: retried; the client that connects only once the listener is
+ * registered is accepted. */
+static void *accept_retry(void *arg)
+{
+    (void)arg;
+    bl_thread *k = keeper_start();
+    bl_listener *l = bl_listen("127.0.0.1", 0, 16);
+    CHECK(l != NULL);
+    struct after_add a = {.peer = -1, .port = bl_listener_port(l)};
+    pthread_t pt;
+    fail_adds(bl_listener_fd(l), 1);
+    CHECK(pthread_create(&pt, NULL, act_after_add, &a) == 0);
+    bl_conn *c = bl_accept(l);
+    CHECK(c != NULL);
+    CHECK(pthread_join(pt, NULL) == 0);
+    CHECK_EQ_LL(failed, 1);
+    fail_none();
+    CHECK(bl_close(c) == 0 && close(a.client) == 0);
+    CHECK(bl_listener_close(l) == 0);
+    keeper_stop(k);
+    return NULL;
+}
+
+/* bl_connect to a port whose accept queue is full (the SYN is dropped, the
+ * connect stays in progress): the EV_ERROR wake-up of its wait is not a
+ * finished connect, so it times out instead of returning a connection
+ * that is not connected. */
+static void *connect_pending(void *arg)
+{
+    (void)arg;
+    int fds[10];
+    int port = netb_hung_port(fds);
+    fail_adds(FAIL_ANY_OUT, 1);
+    bl_conn *c = bl_connect_timeout("127.0.0.1", port, 0.3);
+    int err = errno;
+    CHECK_EQ_LL(failed, 1);
+    fail_none();
+    if (c != NULL) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        CORE_FAIL("bl_connect returned a connection; getpeername: %s",
+                  getpeername(bl_conn_fd(c), (struct sockaddr *)&ss, &sl) == 0
+                      ? "connected"
+                      : strerror(errno));
+    }
+    CHECK_EQ_LL(err, ETIMEDOUT);
+    netb_close_all(fds);
+    return NULL;
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     int fds0 = netb_begin();
-    NETB_RUN(main_fn, NULL);
-    printf("ok: a failed epoll_ctl wakes the waiter, which retries; later "
-           "waits are not taken for deadlocks\n");
+    NETB_RUN(recv_retry, NULL);
+    NETB_RUN(recv_refused, NULL);
+    NETB_RUN(wait_fd_retry, NULL);
+    NETB_RUN(accept_retry, NULL);
+    NETB_RUN(connect_pending, NULL);
+    printf("ok: a failed epoll_ctl wakes the waiter at once, which retries "
+           "(paced while it keeps failing) and gets its event; later waits "
+           "are not taken for deadlocks\n");
     netb_end(fds0);
     return 0;
 }
