@@ -66,7 +66,9 @@ for c in "${configs[@]}"; do
     gcc)
       run_config gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
     clang)
-      run_config clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+      # As a distribution builds: build type None, flags from CFLAGS.
+      CFLAGS="-g -O2" run_config clang -DCMAKE_C_COMPILER=clang \
+        -DCMAKE_BUILD_TYPE=None ;;
     asan)
       run_config asan -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
         -DBLUELET_SANITIZE=ON ;;
