@@ -125,7 +125,10 @@ BL_API size_t bl_sched_nthreads(const bl_sched *s);
 
 /* The libev loop of s, for adding watchers of your own to it. The loop must
  * only be used from the OS thread running s. An active watcher of yours keeps
- * bl_sched_run() from reporting EDEADLK (its callback might wake a thread). */
+ * bl_sched_run() from reporting EDEADLK (its callback might wake a thread).
+ * bl_sched_run() runs the loop; do not run it yourself, and leave its
+ * release/acquire callbacks (ev_set_loop_release_cb) to libbluelet. Its
+ * userdata (ev_set_userdata) is yours. */
 BL_API struct ev_loop *bl_sched_loop(bl_sched *s);
 
 /* ------------------------------------------------------------------------ */
@@ -235,8 +238,8 @@ enum { BL_READ = 1, BL_WRITE = 2 };
  * errno: ETIMEDOUT, ECANCELED, EPERM, EINVAL (fd < 0, events not a nonempty
  * subset of BL_READ | BL_WRITE, or a NaN timeout), EBADF (fd is not open).
  * A descriptor the kernel refuses to watch (epoll_ctl fails, e.g. ENOSPC
- * at fs.epoll.max_user_watches) is retried every millisecond until the
- * timeout. */
+ * at fs.epoll.max_user_watches) is retried after a pause (1 ms, doubling up
+ * to 0.1 s) until the timeout. */
 BL_API int bl_wait_fd(int fd, int events, double timeout);
 
 /* ------------------------------------------------------------------------ */

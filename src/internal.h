@@ -156,11 +156,13 @@ struct bl_thread {
     void (*on_exit)(void *arg);
     unsigned long long id;
     uint32_t magic;
+    unsigned char watch_n;     /* bl__watch_retry(): pauses in a row */
     ev_timer timer;            /* sleeps and timeouts */
     ev_io io;                  /* bl_wait_fd() */
 #ifdef BL_ASAN
     void *asan_fake;
 #endif
+    double watch_end;          /* when its last pause ended */
     char name[32];
 } __attribute__((aligned(64)));
 
@@ -226,15 +228,22 @@ BL_HIDDEN double bl__deadline(bl_sched *s, double timeout);
 /* Seconds left until `deadline` (-1 for none; 0 when past). */
 BL_HIDDEN double bl__remaining(bl_sched *s, double deadline);
 
-/* libev could not watch a descriptor a thread waited on (an epoll_ctl
- * failed: ENOSPC at fs.epoll.max_user_watches, ENOMEM), so it stopped the
- * watcher and woke the thread. Pause BL_WATCH_RETRY seconds before the
- * caller retries, rather than spin while the kernel keeps refusing.
- * Returns 0 to retry, or the errno that ends the call: ETIMEDOUT when the
- * pause reached `deadline` (< 0: none), ECANCELED. */
+/* What bl__park() returns to a thread woken because libev could not watch
+ * the descriptor it waited on: an epoll_ctl failed (ENOSPC at
+ * fs.epoll.max_user_watches, ENOMEM), so libev stopped the watcher and
+ * called it with EV_ERROR. Not an errno; the waiter calls
+ * bl__watch_retry(). */
+#define BL__EWATCH (-1)
+
+/* Pause before retrying after BL__EWATCH, rather than spin while the kernel
+ * keeps refusing: BL_WATCH_RETRY seconds, doubled for each pause that
+ * follows the last one at once, up to BL_WATCH_RETRY_MAX. Returns 0 to
+ * retry, or the errno that ends the call: ETIMEDOUT when the pause reached
+ * `deadline` (< 0: none), ECANCELED, or what bl__wake() gave. */
 BL_HIDDEN int bl__watch_retry(bl_thread *self, const char *what,
                               double deadline);
 #define BL_WATCH_RETRY 0.001
+#define BL_WATCH_RETRY_MAX 0.1
 
 /* Report stuck threads on stderr. */
 BL_HIDDEN void bl__report_deadlock(bl_sched *s);

@@ -125,18 +125,20 @@ static inline void watcher_killed(ev_io *w)
 
 /* Wake the waiter of a watcher that stays started: it turns idle. Unless
  * libev stopped the watcher itself (watcher_killed()); its stop released
- * the waiter's reference already. The waiter retries, and waits again if
- * need be. */
+ * the waiter's reference already. That waiter gets BL__EWATCH: it pauses
+ * (bl__watch_retry()), retries, and waits again if need be. */
 static inline void watcher_wake(struct ev_loop *loop, ev_io *w,
                                 bl_thread **waiter)
 {
     bl_thread *t = *waiter;
     *waiter = NULL;
-    if (BL_LIKELY(ev_is_active(w)))
+    if (BL_LIKELY(ev_is_active(w))) {
         ev_unref(loop);
-    else
+        bl__wake(t, 0);
+    } else {
         watcher_killed(w);
-    bl__wake(t, 0);
+        bl__wake(t, BL__EWATCH);
+    }
 }
 
 /* A callback found no waiter. An idle watcher is stopped (see conn_rcb()),
@@ -236,6 +238,21 @@ static inline int conn_unused(const bl_conn *c)
     return !c->rbusy && !c->wbusy && c->serve_h == NULL;
 }
 
+/* conn_wait() found that libev could not watch c: pause before the caller
+ * retries, as c's waiter, so that bl_close() ends the pause. */
+static __attribute__((noinline)) int
+conn_watch_retry(bl_conn *c, bl_thread *self, bl_thread **slot,
+                 const char *what, double deadline)
+{
+    if (c->closed)
+        return EBADF;
+    *slot = self;
+    int err = bl__watch_retry(self, what, deadline);
+    if (!c->closed)
+        *slot = NULL;
+    return err;
+}
+
 /* Park until c is readable (write = 0) or writable (write = 1), at most
  * until `deadline` (< 0: none). Inlined, with the switch, into each call
  * that waits: see switch.h. */
@@ -261,8 +278,8 @@ conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
                   : bl__park(self, what, bl__remaining(s, deadline));
     if (!c->closed)
         watcher_leave(s->loop, slot);
-    if (BL_UNLIKELY(err == 0 && !c->closed && !ev_is_active(w)))
-        err = bl__watch_retry(self, what, deadline);    /* watcher_killed() */
+    if (BL_UNLIKELY(err == BL__EWATCH))
+        err = conn_watch_retry(c, self, slot, what, deadline);
     if (err == 0 && c->closed)
         err = EBADF;
     return err;
@@ -994,8 +1011,17 @@ bl_conn *bl_accept(bl_listener *l)
             err = bl__park(self, "bl_accept", bl__remaining(l->s, deadline));
             if (!l->closed)
                 watcher_leave(l->s->loop, &l->waiter);
-            if (BL_UNLIKELY(err == 0 && !l->closed && !ev_is_active(&l->io)))
-                err = bl__watch_retry(self, "bl_accept", deadline);
+            if (BL_UNLIKELY(err == BL__EWATCH)) {
+                /* libev could not watch l: pause as its waiter, so that
+                 * bl_listener_close() ends the pause, then retry. */
+                err = EBADF;
+                if (!l->closed) {
+                    l->waiter = self;
+                    err = bl__watch_retry(self, "bl_accept", deadline);
+                    if (!l->closed)
+                        l->waiter = NULL;
+                }
+            }
             if (err == 0 && l->closed)
                 err = EBADF;
             if (err != 0)
@@ -1058,8 +1084,6 @@ int bl_listener_close(bl_listener *l)
 
 /* ---- connecting ---- */
 
-/* Connect a fresh non-blocking socket to one address. Returns the connection
- * or NULL with errno. */
 /* Wait for the connect() in progress on c to end: 0, or why it failed. */
 static int connect_wait(bl_conn *c, bl_thread *self, double deadline)
 {
@@ -1082,6 +1106,8 @@ static int connect_wait(bl_conn *c, bl_thread *self, double deadline)
     }
 }
 
+/* Connect a fresh non-blocking socket to one address. Returns the connection
+ * or NULL with errno. */
 static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
                              socklen_t len, double deadline)
 {

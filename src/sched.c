@@ -133,17 +133,21 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     bl__pool_drain(w->data);
 }
 
-/* libev calls this just before its poll may block. Watchers are pending
- * then only when libev queued them itself while it passed its descriptor
- * changes to epoll: an epoll_ctl failed (ENOSPC at fs.epoll.max_user_watches)
- * and libev stopped the descriptor's watchers with EV_ERROR. It calls them
- * only after the poll, which would block until some other event, however
- * late; poke our ev_async so that the poll returns at once. */
+/* libev calls this before each poll of s's loop (in bl_sched_run(), on its
+ * OS thread), which may block. Watchers pending then were queued by libev
+ * itself while it passed its descriptor changes to epoll: an epoll_ctl
+ * failed (ENOSPC at fs.epoll.max_user_watches) and libev stopped the
+ * descriptor's watchers with EV_ERROR (or a watcher of the user's got an
+ * ev_feed_event). libev calls them only after the poll, which would block
+ * until some other event, however late; poke our ev_async so that the poll
+ * returns at once. The loop's userdata is the application's, so the
+ * scheduler is taken from the thread. */
 static void loop_release(struct ev_loop *loop)
 {
     if (BL_UNLIKELY(ev_pending_count(loop) != 0)) {
-        bl_sched *s = ev_userdata(loop);
-        ev_async_send(loop, &s->async);
+        bl_sched *s = bl__cur;
+        if (s != NULL && s->loop == loop)
+            ev_async_send(loop, &s->async);
     }
 }
 
@@ -267,7 +271,6 @@ bl_sched *bl_sched_new(void)
         errno = e;
         return NULL;
     }
-    ev_set_userdata(s->loop, s);
     s->stack_size = BL_DEFAULT_STACK_SIZE;
     s->stacks.size = s->stack_size;
     ev_async_init(&s->async, async_cb);
@@ -824,9 +827,17 @@ int bl__park(bl_thread *self, const char *what, double timeout)
 
 int bl__watch_retry(bl_thread *self, const char *what, double deadline)
 {
+    double now = mono_now();
+    if (now - self->watch_end > 2 * BL_WATCH_RETRY_MAX)
+        self->watch_n = 0;      /* not a retry that failed again at once */
+    double pause = BL_WATCH_RETRY_MAX;
+    if (self->watch_n < 16 &&
+        BL_WATCH_RETRY * (double)(1u << self->watch_n) < BL_WATCH_RETRY_MAX)
+        pause = BL_WATCH_RETRY * (double)(1u << self->watch_n++);
     double left = bl__remaining(self->sched, deadline);
-    int last = left >= 0 && left <= BL_WATCH_RETRY;
-    int err = bl__park(self, what, last ? left : BL_WATCH_RETRY);
+    int last = left >= 0 && left <= pause;
+    int err = bl__park(self, what, last ? left : pause);
+    self->watch_end = mono_now();
     return err == ETIMEDOUT && !last ? 0 : err;
 }
 
@@ -879,7 +890,7 @@ join(bl_thread *t, void **result, double timeout)
     if (self == NULL)
         return -1;
     bl_sched *s = self->sched;
-    if (!valid(t) || t->sched != s) {
+    if (!valid(t) || t->sched != s || isnan(timeout)) {
         errno = EINVAL;
         return -1;
     }
@@ -893,7 +904,7 @@ join(bl_thread *t, void **result, double timeout)
     }
     if (t->state != BL_T_DONE) {
         t->joiner = self;
-        int err = isnan(timeout) ? EINVAL : park(s, self, "bl_join", timeout);
+        int err = park(s, self, "bl_join", timeout);
         t->joiner = NULL;
         /* Woken by t's end and cancelled only after: t had ended before
          * the cancel, so the join is done (bl_cancel's one exception). */
@@ -1032,6 +1043,9 @@ int bl_wait_fd(int fd, int events, double timeout)
             break;
         /* libev could not watch fd, and reports it as ready for all. */
         err = bl__watch_retry(self, "bl_wait_fd", deadline);
+        /* Closed meanwhile: libev would abort on registering it. */
+        if (err == 0 && fcntl(fd, F_GETFD) < 0)
+            err = EBADF;
         if (err != 0)
             break;
     }

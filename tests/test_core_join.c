@@ -179,6 +179,9 @@ static void *main_thread(void *arg)
     CHECK(r == (void *)13);
     t = bl_spawn(NULL, ret_arg, (void *)14);
     CHECK(bl_yield() == 0);
+    /* A NaN timeout is rejected also when the target has ended (and the
+     * target is left joinable). */
+    CHECK_ERR(bl_join_timeout(t, &r, NAN), EINVAL);
     CHECK(bl_join_timeout(t, &r, 0) == 0); /* ended: timeout 0 is fine */
     CHECK(r == (void *)14);
 

@@ -6,8 +6,8 @@
  * unrelated event), pauses, and retries: bl_recv, bl_accept and bl_wait_fd
  * then get their event, bl_wait_fd reports only the events asked for, and
  * bl_connect does not take the wake-up for a finished connect. While the
- * kernel keeps refusing, the retries are paced, and a timeout still ends
- * the call. The scheduler's count of what can still wake a thread stays
+ * kernel keeps refusing, the retries are paced (pauses that double), a
+ * timeout still ends the call, and so does a close. The scheduler's count of what can still wake a thread stays
  * right: a later wait on a healthy connection is not mistaken for a
  * deadlock.
  *
@@ -171,12 +171,74 @@ static void *recv_refused(void *arg)
     int tries = __atomic_load_n(&failed, __ATOMIC_ACQUIRE);
     fail_none();
     printf("  %d failed registrations in a %.1f s timeout\n", tries, timeout);
-    /* Paced by BL_WATCH_RETRY (1 ms): at most timeout / 1 ms + 1; a busy
-     * loop makes thousands (one every few microseconds). */
-    CHECK(tries >= 2 && tries <= 2 * (int)(timeout / 0.001) + 2);
+    /* Pauses of 1, 2, 4, ... ms (BL_WATCH_RETRY, doubled): 7 in 0.1 s. A
+     * fixed 1 ms pause would make about 100 tries, a busy loop thousands
+     * (one every few microseconds). */
+    CHECK(tries >= 2 && tries <= 20);
     netb_write_all(peer, "z", 1);
     CHECK(bl_recv(c, &ch, 1) == 1 && ch == 'z');
     CHECK(bl_close(c) == 0 && close(peer) == 0);
+    keeper_stop(k);
+    return NULL;
+}
+
+/* bl_close during the pause of a bl_recv that libev could not register
+ * ends it with EBADF; a descriptor closed during bl_wait_fd's pause is
+ * EBADF too (registering it again would make libev abort). */
+static bl_conn *closing_conn;
+static int closing_fd = -1;
+
+static void *recv_until_closed(void *arg)
+{
+    (void)arg;
+    char ch;
+    CHECK_ERR(bl_recv(closing_conn, &ch, 1), EBADF);
+    return NULL;
+}
+
+static void *wait_until_closed(void *arg)
+{
+    (void)arg;
+    CHECK_ERR(bl_wait_fd(closing_fd, BL_READ, -1), EBADF);
+    return NULL;
+}
+
+/* Start fn, let its registration fail a few times, then close. */
+static void close_in_pause(bl_func fn, int fd, int (*closer)(void))
+{
+    fail_adds(fd, INT_MAX);
+    bl_thread *t = bl_spawn(NULL, fn, NULL);
+    CHECK(t != NULL);
+    while (__atomic_load_n(&failed, __ATOMIC_ACQUIRE) < 3)
+        CHECK(bl_sleep(0.0005) == 0);
+    CHECK(closer() == 0);
+    CHECK(bl_join(t, NULL) == 0);
+    fail_none();
+}
+
+static int close_conn(void)
+{
+    return bl_close(closing_conn);
+}
+
+static int close_fd(void)
+{
+    return close(closing_fd);
+}
+
+static void *close_during_pause(void *arg)
+{
+    (void)arg;
+    bl_thread *k = keeper_start();
+    int peer;
+    closing_conn = netb_tcp_pair(&peer);
+    close_in_pause(recv_until_closed, bl_conn_fd(closing_conn), close_conn);
+    CHECK(close(peer) == 0);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    closing_fd = sv[0];
+    close_in_pause(wait_until_closed, sv[0], close_fd);
+    CHECK(close(sv[1]) == 0);
     keeper_stop(k);
     return NULL;
 }
@@ -260,6 +322,7 @@ int main(void)
     int fds0 = netb_begin();
     NETB_RUN(recv_retry, NULL);
     NETB_RUN(recv_refused, NULL);
+    NETB_RUN(close_during_pause, NULL);
     NETB_RUN(wait_fd_retry, NULL);
     NETB_RUN(accept_retry, NULL);
     NETB_RUN(connect_pending, NULL);
