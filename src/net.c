@@ -280,7 +280,10 @@ conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
         watcher_leave(s->loop, slot);
     if (BL_UNLIKELY(err == BL__EWATCH))
         err = conn_watch_retry(c, self, slot, what, deadline);
-    if (err == 0 && c->closed)
+    /* Closed while we waited, also after a timeout woke us but before we
+     * ran: say so, or a caller that retries after ETIMEDOUT would use c,
+     * which is freed as this call returns. */
+    if (BL_UNLIKELY(c->closed) && err != ECANCELED)
         err = EBADF;
     return err;
 }
@@ -1022,8 +1025,8 @@ bl_conn *bl_accept(bl_listener *l)
                         l->waiter = NULL;
                 }
             }
-            if (err == 0 && l->closed)
-                err = EBADF;
+            if (l->closed && err != ECANCELED)
+                err = EBADF;    /* also after a timeout, as in conn_wait() */
             if (err != 0)
                 break;
             continue;
@@ -1043,7 +1046,7 @@ bl_conn *bl_accept(bl_listener *l)
                 l->waiter = NULL;
             if (err == ETIMEDOUT && (left < 0 || left > pause))
                 err = 0;
-            if (err == 0 && l->closed)
+            if (l->closed && err != ECANCELED)
                 err = EBADF;
             if (err != 0)
                 break;

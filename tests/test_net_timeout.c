@@ -5,8 +5,9 @@
  * silent peer, a peer that never reads, a peer that dribbles: the bound is
  * per call, not per wait), bl_listener_set_timeout() on bl_accept,
  * bl_connect_timeout() (a port whose accept queue is full), bl_wait_fd()
- * with a timeout; nothing is lost when a call times out, and the deadlines
- * of several threads are independent. Real loopback TCP sockets.
+ * with a timeout; nothing is lost when a call times out, the deadlines of
+ * several threads are independent, and a close that comes after a timeout
+ * woke the caller still gives EBADF. Real loopback TCP sockets.
  *
  * Timing: a timeout must never fire early (>= T) and must fire (< T + 2 s,
  * a generous bound that only tells "timed out" from "hung").
@@ -531,6 +532,79 @@ static void *concurrent_main(void *arg)
     return NULL;
 }
 
+/* ---- a close that comes after the timeout woke the caller ---- */
+
+/* A thread's timeout fires in the same poll as the earlier deadline of a
+ * thread that closes the connection (or listener): the closer runs first,
+ * while the timed-out caller is ready but has not run. The call must still
+ * fail with EBADF, not ETIMEDOUT: a caller that retries after a timeout
+ * would otherwise use the object, which is freed as the call returns. */
+static bl_conn *race_conn;
+static bl_listener *race_listener;
+
+static void *race_reader(void *arg)
+{
+    (void)arg;
+    char buf[16];
+    CHECK_ERR(bl_recv(race_conn, buf, sizeof buf), EBADF);
+    return NULL;
+}
+
+static void *race_acceptor(void *arg)
+{
+    (void)arg;
+    CHECK_NULL_ERR(bl_accept(race_listener), EBADF);
+    return NULL;
+}
+
+static void *race_closer(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(T / 2) == 0);      /* a deadline before the caller's */
+    if (race_listener != NULL)
+        CHECK(bl_listener_close(race_listener) == 0);
+    else
+        CHECK(bl_close(race_conn) == 0);
+    return NULL;
+}
+
+/* Keeps the scheduler from polling until both deadlines have passed, so
+ * that one poll runs both timers, in deadline order. */
+static void *race_hog(void *arg)
+{
+    (void)arg;
+    double t0 = core_now();
+    while (core_now() - t0 < 2 * T)
+        ;
+    return NULL;
+}
+
+static void race(bl_func caller)
+{
+    bl_thread *c = bl_spawn(NULL, caller, NULL);
+    CHECK(c != NULL && bl_yield() == 0);        /* it blocks */
+    bl_thread *d = bl_spawn(NULL, race_closer, NULL);
+    bl_thread *h = bl_spawn(NULL, race_hog, NULL);
+    CHECK(d != NULL && h != NULL);
+    CHECK(bl_join(c, NULL) == 0 && bl_join(d, NULL) == 0 &&
+          bl_join(h, NULL) == 0);
+}
+
+static void *close_after_timeout_main(void *arg)
+{
+    (void)arg;
+    int peer;
+    race_conn = netb_tcp_pair(&peer);
+    CHECK(bl_conn_set_timeout(race_conn, T) == 0);
+    race(race_reader);
+    CHECK(close(peer) == 0);
+    race_listener = bl_listen("127.0.0.1", 0, 4);
+    CHECK(race_listener != NULL);
+    CHECK(bl_listener_set_timeout(race_listener, T) == 0);
+    race(race_acceptor);
+    return NULL;
+}
+
 int main(void)
 {
     int fds0 = netb_begin();
@@ -554,6 +628,9 @@ int main(void)
     printf("ok: bl_wait_fd times out for reading and writing\n");
     NETB_RUN(concurrent_main, NULL);
     printf("ok: deadlines of concurrent threads are independent\n");
+    NETB_RUN(close_after_timeout_main, NULL);
+    printf("ok: a close after the timeout woke the caller, before it ran, "
+           "gives EBADF\n");
     netb_end(fds0);
     return 0;
 }
