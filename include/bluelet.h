@@ -362,7 +362,10 @@ BL_API ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap,
                             const void *delim, size_t dlen);
 
 /* Shut down reading, writing or both (SHUT_RD, SHUT_WR, SHUT_RDWR), as
- * shutdown(2). Returns 0, or -1 with errno from shutdown(2) or EINVAL. */
+ * shutdown(2). A green thread of the caller's scheduler blocked on c in the
+ * shut direction retries its call: a writer then fails with EPIPE.
+ * Returns 0, or -1 with errno from shutdown(2), EINVAL (c NULL) or EBADF
+ * (c closed). */
 BL_API int bl_shutdown(bl_conn *c, int how);
 
 /* Bound every later blocking call on c by `seconds` (each call gets its own

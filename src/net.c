@@ -630,7 +630,21 @@ int bl_shutdown(bl_conn *c, int how)
         errno = c == NULL ? EINVAL : EBADF;
         return -1;
     }
-    return shutdown(c->rio.fd, how);
+    if (shutdown(c->rio.fd, how) < 0)
+        return -1;
+    /* Make the threads waiting on the shut direction try their call again:
+     * a Unix socket's poll does not report a writer's end (SHUT_WR) while
+     * its buffer is full, so a blocked writer would wait on. Not from
+     * another OS thread (the watchers are its scheduler's), nor during a
+     * pause of bl__watch_retry() (the watcher is stopped; it retries soon). */
+    bl_sched *s = conn_sched(c);
+    if (s != NULL && !bl__foreign(s)) {
+        if (how != SHUT_RD && c->writer != NULL && ev_is_active(&c->wio))
+            watcher_wake(s->loop, &c->wio, &c->writer);
+        if (how != SHUT_WR && c->reader != NULL && ev_is_active(&c->rio))
+            watcher_wake(s->loop, &c->rio, &c->reader);
+    }
+    return 0;
 }
 
 int bl_close(bl_conn *c)

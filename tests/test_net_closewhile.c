@@ -9,7 +9,8 @@
  * connection before they have left fail with EBADF; a new connection that
  * reuses the descriptor number is not confused with the old one; close
  * racing with data that has already woken the reader, and close racing with
- * cancellation. Meant to run under ASan: any use after free fails it.
+ * cancellation; bl_shutdown(SHUT_WR) under a writer blocked on a full Unix
+ * socket. Meant to run under ASan: any use after free fails it.
  */
 #include "netb_util.h"
 
@@ -305,6 +306,40 @@ static void *race_main(void *arg)
     return NULL;
 }
 
+/* bl_shutdown(SHUT_WR) under a writer blocked on a full Unix socket: the
+ * kernel's poll never reports it writable (only TCP reports the end), yet
+ * the writer must wake and fail with EPIPE, as a blocking send(2) does. */
+static void *unix_writer(void *arg)
+{
+    static char chunk[1 << 16];
+    bl_conn *c = arg;
+    for (;;) {
+        if (bl_sendall(c, chunk, sizeof chunk) < 0) {
+            CHECK(errno == EPIPE);
+            return NULL;
+        }
+    }
+}
+
+static void *shutdown_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    bl_conn *c = bl_conn_new(sv[0]);
+    CHECK(c != NULL);
+    bl_thread *w = bl_spawn(NULL, unix_writer, c);
+    CHECK(w != NULL);
+    /* Until the writer waits: the peer never reads. */
+    for (int i = 0; i < 1000 && bl_wait_fd(sv[0], BL_WRITE, 0) > 0; i++)
+        CHECK(bl_yield() == 0);
+    CHECK(bl_yield() == 0);
+    CHECK(bl_shutdown(c, SHUT_WR) == 0);
+    CHECK(bl_join(w, NULL) == 0);
+    CHECK(bl_close(c) == 0 && close(sv[1]) == 0);
+    return NULL;
+}
+
 int main(void)
 {
     int fds0 = netb_begin();
@@ -318,6 +353,9 @@ int main(void)
     printf("ok: bl_listener_close wakes bl_accept with EBADF\n");
     NETB_RUN(race_main, NULL);
     printf("ok: close racing with a wake-up and with cancellation\n");
+    NETB_RUN(shutdown_main, NULL);
+    printf("ok: bl_shutdown(SHUT_WR) wakes a writer blocked on a full Unix "
+           "socket, with EPIPE\n");
     netb_end(fds0);
     return 0;
 }
