@@ -73,7 +73,7 @@ static inline bl_sched *conn_sched(const bl_conn *c)
 struct bl_listener {
     int fd;
     int port;           /* -1 for Unix sockets */
-    int closed;
+    unsigned char closed;
     int users;
     int accepting;      /* a thread is inside bl_accept() (EBUSY) */
     bl_sched *s;
@@ -238,17 +238,18 @@ static inline int conn_unused(const bl_conn *c)
     return !c->rbusy && !c->wbusy && c->serve_h == NULL;
 }
 
-/* conn_wait() found that libev could not watch c: pause before the caller
- * retries, as c's waiter, so that bl_close() ends the pause. */
+/* A wait on a connection or listener got BL__EWATCH (libev could not watch
+ * it): pause before the caller retries, as the object's waiter (*slot), so
+ * that closing the object (*closed) ends the pause. */
 static __attribute__((noinline)) int
-conn_watch_retry(bl_conn *c, bl_thread *self, bl_thread **slot,
-                 const char *what, double deadline)
+waiter_watch_retry(const unsigned char *closed, bl_thread **slot,
+                   bl_thread *self, const char *what, double deadline)
 {
-    if (c->closed)
+    if (*closed)
         return EBADF;
     *slot = self;
     int err = bl__watch_retry(self, what, deadline);
-    if (!c->closed)
+    if (!*closed)
         *slot = NULL;
     return err;
 }
@@ -279,7 +280,7 @@ conn_wait(bl_conn *c, bl_thread *self, int write, double deadline)
     if (!c->closed)
         watcher_leave(s->loop, slot);
     if (BL_UNLIKELY(err == BL__EWATCH))
-        err = conn_watch_retry(c, self, slot, what, deadline);
+        err = waiter_watch_retry(&c->closed, slot, self, what, deadline);
     /* Closed while we waited, also after a timeout woke us but before we
      * ran: say so, or a caller that retries after ETIMEDOUT would use c,
      * which is freed as this call returns. */
@@ -1028,17 +1029,9 @@ bl_conn *bl_accept(bl_listener *l)
             err = bl__park(self, "bl_accept", bl__remaining(l->s, deadline));
             if (!l->closed)
                 watcher_leave(l->s->loop, &l->waiter);
-            if (BL_UNLIKELY(err == BL__EWATCH)) {
-                /* libev could not watch l: pause as its waiter, so that
-                 * bl_listener_close() ends the pause, then retry. */
-                err = EBADF;
-                if (!l->closed) {
-                    l->waiter = self;
-                    err = bl__watch_retry(self, "bl_accept", deadline);
-                    if (!l->closed)
-                        l->waiter = NULL;
-                }
-            }
+            if (BL_UNLIKELY(err == BL__EWATCH))
+                err = waiter_watch_retry(&l->closed, &l->waiter, self,
+                                         "bl_accept", deadline);
             if (l->closed && err != ECANCELED)
                 err = EBADF;    /* also after a timeout, as in conn_wait() */
             if (err != 0)

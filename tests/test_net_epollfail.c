@@ -155,7 +155,7 @@ static void *recv_retry(void *arg)
     return NULL;
 }
 
-/* While every ADD fails, bl_recv retries every millisecond or so, not in a
+/* While every ADD fails, bl_recv retries after pauses that double, not in a
  * busy loop, and its timeout still ends it; the connection works after. */
 static void *recv_refused(void *arg)
 {
