@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,24 +232,60 @@ const char *bl_version(void)
 }
 
 /* ev_async_start() makes a descriptor (an eventfd, or a pipe), and libev
- * aborts the process when it cannot. Make sure one is free first; another
- * OS thread could still take it in between, a window of a few instructions
- * when descriptors are exhausted anyway. 0, or -1 with errno. */
-static int async_fd_free(void)
+ * aborts the process when it cannot. libev hands it to epoll only at the
+ * loop's next iteration; should the kernel refuse it then (ENOSPC at the
+ * per-user limit fs.epoll.max_user_watches), libev stops its internal
+ * watcher, which leaves the loop's count of active watchers one short:
+ * bl_sched_run() would take a sleeping thread for a deadlock, wake-ups from
+ * other OS threads (finished lookups) would never arrive, and
+ * ev_loop_destroy() would not close the descriptor. So make sure first that
+ * a descriptor is free and, with the epoll backend, that epoll takes one
+ * more. wake_fd_watched() catches what this misses: another OS thread
+ * taking the last watch in between (a window of a few system calls, when
+ * the limit is reached anyway), or no descriptor free for the check; libev
+ * leaks its descriptor then. 0, or -1 with errno. */
+static int wake_fd_possible(struct ev_loop *loop)
 {
     int fd = eventfd(0, EFD_CLOEXEC);
-    if (fd >= 0) {
-        close(fd);
-        return 0;
+    if (fd < 0) {
+        if (errno != ENOSYS && errno != EINVAL)
+            return -1;
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+            return -1;
+        close(p[1]);
+        fd = p[0];
     }
-    if (errno != ENOSYS && errno != EINVAL)
-        return -1;
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    close(p[0]);
-    close(p[1]);
-    return 0;
+    /* The throwaway epoll instance needs a descriptor more than the
+     * scheduler will; without one, leave the check to wake_fd_watched(). */
+    int rc = 0;
+    int ep = ev_backend(loop) == EVBACKEND_EPOLL ? epoll_create1(EPOLL_CLOEXEC)
+                                                 : -1;
+    if (ep >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN};
+        rc = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        int e = errno;
+        close(ep);
+        errno = e;
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* After ev_async_start(): do the loop iteration that registers the
+ * descriptor now, on a loop with nothing else in it, and see that the count
+ * of active watchers is intact. With the ev_async unreferenced (and the
+ * internal watcher too, by libev) it is 0, and ev_run() returns it; after a
+ * refusal it is -1. 0, or -1 with errno. */
+static int wake_fd_watched(struct ev_loop *loop)
+{
+    if (BL_LIKELY(ev_run(loop, EVRUN_NOWAIT) == 0))
+        return 0;
+    if (errno != ENOMEM) /* the read of the dead descriptor left EAGAIN */
+        errno = ENOSPC;
+    return -1;
 }
 
 bl_sched *bl_sched_new(void)
@@ -264,22 +301,28 @@ bl_sched *bl_sched_new(void)
         free(s);
         return NULL;
     }
-    if (async_fd_free() < 0) {
-        int e = errno;
-        ev_loop_destroy(s->loop);
-        free(s);
-        errno = e;
-        return NULL;
-    }
+    if (wake_fd_possible(s->loop) < 0)
+        goto fail;
     s->stack_size = BL_DEFAULT_STACK_SIZE;
     s->stacks.size = s->stack_size;
     ev_async_init(&s->async, async_cb);
     s->async.data = s;
     ev_async_start(s->loop, &s->async);
     ev_unref(s->loop); /* only pending pool jobs keep the loop alive */
+    if (wake_fd_watched(s->loop) < 0) {
+        ev_ref(s->loop);
+        ev_async_stop(s->loop, &s->async);
+        goto fail;
+    }
     ev_set_loop_release_cb(s->loop, loop_release, NULL);
     bl__overflow_handler_install();
     return s;
+fail:;
+    int e = errno;
+    ev_loop_destroy(s->loop);
+    free(s);
+    errno = e;
+    return NULL;
 }
 
 bl_sched *bl_sched_current(void)

@@ -9,7 +9,8 @@
  * kernel keeps refusing, the retries are paced (pauses that double), a
  * timeout still ends the call, and so does a close. The scheduler's count of what can still wake a thread stays
  * right: a later wait on a healthy connection is not mistaken for a
- * deadlock.
+ * deadlock. A scheduler whose own wake-up descriptor is refused is not
+ * made at all (bl_sched_new() fails with ENOSPC).
  *
  * The failure is simulated: this program defines epoll_ctl(), which libev
  * then calls, and fails one EPOLL_CTL_ADD for a chosen descriptor.
@@ -23,10 +24,13 @@
 #include <sys/epoll.h>
 
 /* What epoll_ctl() does to EPOLL_CTL_ADD of fail_fd (or, with fail_fd ==
- * FAIL_ANY_OUT, of any descriptor for EPOLLOUT): fail `fail_left` times. */
+ * FAIL_ANY_OUT, of any descriptor for EPOLLOUT; with FAIL_ANY, of any
+ * descriptor): fail `fail_left` times. */
 #define FAIL_ANY_OUT (-2)
+#define FAIL_ANY (-3)
 static int fail_fd = -1;
 static int fail_left;
+static int pass_first;          /* matching ADDs let through before failing */
 static int failed;              /* ADDs failed */
 static int added;               /* ADDs of fail_fd that worked since */
 
@@ -38,8 +42,11 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
             RTLD_NEXT, "epoll_ctl");
     if (op == EPOLL_CTL_ADD &&
         (fd == __atomic_load_n(&fail_fd, __ATOMIC_ACQUIRE) ||
+         fail_fd == FAIL_ANY ||
          (fail_fd == FAIL_ANY_OUT && (event->events & EPOLLOUT)))) {
-        if (fail_left > 0) {
+        if (pass_first > 0) {
+            pass_first--;
+        } else if (fail_left > 0) {
             fail_left--;
             __atomic_add_fetch(&failed, 1, __ATOMIC_RELEASE);
             errno = ENOSPC;
@@ -65,6 +72,7 @@ static void fail_none(void)
 {
     __atomic_store_n(&fail_fd, -1, __ATOMIC_RELEASE);
     fail_left = 0;
+    pass_first = 0;
 }
 
 /* A green thread that keeps a timer active for as long as a section runs,
@@ -316,6 +324,83 @@ static void *connect_pending(void *arg)
     return NULL;
 }
 
+/* The scheduler's own wake-up descriptor (behind its ev_async) refused:
+ * libev stopped its internal watcher, which left the loop's count of active
+ * watchers one short, so bl_sched_run() took a sleeping thread for a
+ * deadlock, and lookups finished by the pool could never wake the
+ * scheduler. bl_sched_new() must fail with ENOSPC instead. `pass` ADDs are
+ * let through first: 0 refuses bl_sched_new()'s check that epoll takes one
+ * more watch, which must leave no descriptor behind; 1 refuses libev's own
+ * ADD after that check passed (another OS thread took the last watch in
+ * between), which leaves libev's descriptor open (ev_loop_destroy() closes
+ * it only while its watcher runs). The next scheduler, not refused, must
+ * work. */
+static void *short_sleep(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(0.01) == 0);
+    return arg;
+}
+
+/* Mark in `is` (1024 entries) the descriptors that are eventfds. */
+static void eventfds(char *is)
+{
+    memset(is, 0, 1024);
+    for (int fd = 0; fd < 1024; fd++) {
+        char path[64], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0) {
+            link[n] = 0;
+            is[fd] = strcmp(link, "anon_inode:[eventfd]") == 0;
+        }
+    }
+}
+
+static void sched_wake_fd_refused(int pass)
+{
+    netb_watchdog(pass ? "sched_wake_fd_refused_late" : "sched_wake_fd_refused");
+    int fds = netb_count_fds();
+    char before[1024], after[1024];
+    eventfds(before);
+    fail_adds(FAIL_ANY, 1);
+    pass_first = pass;
+    errno = 0;
+    bl_sched *s = bl_sched_new();
+    int e = errno;
+    int refused = failed;
+    if (s != NULL) {
+        /* Then the refusal comes in the first run; show what it does. */
+        CHECK(bl_spawn(s, short_sleep, NULL) != NULL);
+        int rc = bl_sched_run(s);
+        printf("bl_sched_new() returned a scheduler; epoll then refused its "
+               "wake-up descriptor (%d refusals), and bl_sched_run() -> %d "
+               "(%s)\n", failed, rc, rc ? strerror(errno) : "ok");
+        fail_none();
+        bl_sched_free(s);
+        CHECK(!"bl_sched_new() succeeded with a refused wake-up descriptor");
+    }
+    fail_none();
+    CHECK(refused == 1);
+    CHECK(e == ENOSPC);
+    CHECK(netb_count_fds() - fds == pass);
+    s = bl_sched_new();
+    CHECK(s != NULL);
+    CHECK(bl_spawn(s, short_sleep, NULL) != NULL);
+    CHECK(bl_sched_run(s) == 0);
+    bl_sched_free(s);
+    CHECK(netb_count_fds() - fds == pass);
+    /* Close what libev left: the one eventfd that is new. */
+    eventfds(after);
+    int leaked = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (after[fd] && !before[fd]) {
+            CHECK(close(fd) == 0);
+            leaked++;
+        }
+    CHECK(leaked == pass);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -326,6 +411,8 @@ int main(void)
     NETB_RUN(wait_fd_retry, NULL);
     NETB_RUN(accept_retry, NULL);
     NETB_RUN(connect_pending, NULL);
+    sched_wake_fd_refused(0);
+    sched_wake_fd_refused(1);
     printf("ok: a failed epoll_ctl wakes the waiter at once, which retries "
            "(paced while it keeps failing) and gets its event; later waits "
            "are not taken for deadlocks\n");
