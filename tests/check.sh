@@ -6,7 +6,10 @@
 #   clang    clang, -Wall -Wextra -Werror
 #   asan     gcc, AddressSanitizer + UndefinedBehaviorSanitizer
 #   aarch64  cross build with aarch64-linux-gnu-gcc, every test under qemu-aarch64
-# Usage: tests/check.sh [config...]   (default: all four)
+#   cmake318 gcc, configured, built and tested with CMake 3.18 (Debian 11's),
+#            the oldest CMakeLists.txt accepts, fetched by tests/cmake_min.sh;
+#            skipped (and said so) when it cannot be fetched
+# Usage: tests/check.sh [config...]   (default: all five)
 # Under qemu, -L / runs the binaries with the arm64 multiarch ld.so and libc
 # (libc6:arm64, pulled in by libev-dev:arm64): ld.so from the cross prefix
 # with that newer libc.so.6 spins in pthread_create.
@@ -17,23 +20,29 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan aarch64)
+[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan aarch64 cmake318)
 
 passed=0
 failed=0
 failures=()
 
+# run_config NAME CMAKE-ARGS...; CMAKE and CTEST name the tools (default:
+# those on PATH).
 run_config() {
   local name=$1; shift
   local dir=build-check/$name
-  echo "=== $name: configure and build"
+  local cmake=${CMAKE:-cmake} ctest=${CTEST:-ctest}
+  local junit=()
+  # ctest writes JUnit from 3.21 on.
+  "$ctest" --help | grep -q -- --output-junit && junit=(--output-junit junit.xml)
+  echo "=== $name: configure and build ($("$cmake" --version | head -1))"
   rm -rf "$dir"
-  if ! cmake -S . -B "$dir" -DBLUELET_WERROR=ON "$@" >"$dir.configure.log" 2>&1; then
+  if ! "$cmake" -S . -B "$dir" -DBLUELET_WERROR=ON "$@" >"$dir.configure.log" 2>&1; then
     cat "$dir.configure.log"
     failed=$((failed + 1)); failures+=("$name: configure")
     return
   fi
-  if ! cmake --build "$dir" -j"$jobs" >"$dir.build.log" 2>&1; then
+  if ! "$cmake" --build "$dir" -j"$jobs" >"$dir.build.log" 2>&1; then
     grep -E 'error|warning' "$dir.build.log" | head -40
     tail -20 "$dir.build.log"
     failed=$((failed + 1)); failures+=("$name: build")
@@ -41,8 +50,8 @@ run_config() {
   fi
   echo "=== $name: test"
   local start=$SECONDS
-  ctest --test-dir "$dir" -j"$jobs" --output-on-failure \
-        --output-junit junit.xml >"$dir.test.log" 2>&1
+  (cd "$dir" && "$ctest" -j"$jobs" --output-on-failure "${junit[@]}") \
+    >"$dir.test.log" 2>&1
   local p f
   p=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed' "$dir.test.log")
   f=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(Failed|Timeout|Exception|Not Run)' "$dir.test.log")
@@ -78,8 +87,17 @@ for c in "${configs[@]}"; do
         -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc \
         -DCMAKE_LIBRARY_ARCHITECTURE=aarch64-linux-gnu \
         "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64;-L;/" ;;
+    cmake318)
+      if bin=$(bash tests/cmake_min.sh "$PWD/build-check/cmake-3.18"); then
+        LD_LIBRARY_PATH=$PWD/build-check/cmake-3.18/usr/lib/x86_64-linux-gnu \
+          CMAKE=$bin/cmake CTEST=$bin/ctest \
+          run_config cmake318 -DCMAKE_C_COMPILER=gcc \
+            -DCMAKE_BUILD_TYPE=RelWithDebInfo
+      else
+        echo "=== cmake318: SKIPPED, CMake 3.18 could not be fetched"
+      fi ;;
     *)
-      echo "unknown configuration: $c (gcc, clang, asan, aarch64)" >&2
+      echo "unknown configuration: $c (gcc, clang, asan, aarch64, cmake318)" >&2
       exit 2 ;;
   esac
 done
