@@ -83,8 +83,8 @@ struct ev_loop;                       /* libev's loop, see bl_sched_loop() */
 #define BL_MIN_STACK_SIZE (16u * 1024u)
 
 /* Create a scheduler with its own libev loop.
- * Returns NULL and sets errno: ENOMEM; ENOSPC when the kernel refuses to
- * watch the scheduler's wake-up descriptor (the per-user limit
+ * Returns NULL and sets errno: ENOMEM; ENOSPC (or ENOMEM) when the kernel
+ * refuses to watch the scheduler's wake-up descriptor (the per-user limit
  * fs.epoll.max_user_watches is reached); or whatever libev's loop creation
  * reports (EMFILE when no descriptor is left for epoll). */
 BL_API bl_sched *bl_sched_new(void);

@@ -283,8 +283,9 @@ static int wake_fd_watched(struct ev_loop *loop)
 {
     if (BL_LIKELY(ev_run(loop, EVRUN_NOWAIT) == 0))
         return 0;
-    if (errno != ENOMEM) /* the read of the dead descriptor left EAGAIN */
-        errno = ENOSPC;
+    /* The kernel's errno is lost: libev then read the dead descriptor,
+     * which left EAGAIN. ENOSPC is what the kernel says at the limit. */
+    errno = ENOSPC;
     return -1;
 }
 

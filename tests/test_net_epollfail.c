@@ -335,10 +335,12 @@ static void *connect_pending(void *arg)
  * between), which leaves libev's descriptor open (ev_loop_destroy() closes
  * it only while its watcher runs). The next scheduler, not refused, must
  * work. */
+static int slept;               /* short_sleep()s whose sleep worked */
+
 static void *short_sleep(void *arg)
 {
-    (void)arg;
-    CHECK(bl_sleep(0.01) == 0);
+    if (bl_sleep(0.01) == 0)
+        slept++;
     return arg;
 }
 
@@ -386,8 +388,10 @@ static void sched_wake_fd_refused(int pass)
     CHECK(netb_count_fds() - fds == pass);
     s = bl_sched_new();
     CHECK(s != NULL);
+    slept = 0;
     CHECK(bl_spawn(s, short_sleep, NULL) != NULL);
     CHECK(bl_sched_run(s) == 0);
+    CHECK(slept == 1);
     bl_sched_free(s);
     CHECK(netb_count_fds() - fds == pass);
     /* Close what libev left: the one eventfd that is new. */
