@@ -82,7 +82,8 @@ struct ev_loop;                       /* libev's loop, see bl_sched_loop() */
 /* The smallest stack size accepted. */
 #define BL_MIN_STACK_SIZE (16u * 1024u)
 
-/* Create a scheduler with its own libev loop.
+/* Create a scheduler with its own libev loop. (libev itself ends the process
+ * with a message when it cannot allocate memory, here or later.)
  * Returns NULL and sets errno: ENOMEM; ENOSPC (or ENOMEM) when the kernel
  * refuses to watch the scheduler's wake-up descriptor (the per-user limit
  * fs.epoll.max_user_watches is reached); or whatever libev's loop creation
@@ -115,17 +116,18 @@ BL_API void bl_sched_free(bl_sched *s);
 BL_API bl_sched *bl_sched_current(void);
 
 /* Set the default stack size of threads spawned on s from now on. The size is
- * rounded up to whole pages. Returns 0, or -1 with EINVAL (s NULL or size
- * below BL_MIN_STACK_SIZE). */
+ * rounded up to whole pages. Returns 0, or -1 with EINVAL (s NULL, or size
+ * below BL_MIN_STACK_SIZE or above 1 TiB). */
 BL_API int bl_sched_set_stack_size(bl_sched *s, size_t size);
 
 /* The default stack size of s (0 and EINVAL for NULL). */
 BL_API size_t bl_sched_stack_size(const bl_sched *s);
 
-/* The number of green threads of s that have not yet ended. */
+/* The number of green threads of s that have not yet ended (0 for NULL). */
 BL_API size_t bl_sched_nthreads(const bl_sched *s);
 
-/* The libev loop of s, for adding watchers of your own to it. The loop must
+/* The libev loop of s (NULL with EINVAL for NULL), for adding watchers of
+ * your own to it. The loop must
  * only be used from the OS thread running s. An active watcher of yours keeps
  * bl_sched_run() from reporting EDEADLK (its callback might wake a thread).
  * bl_sched_run() runs the loop; do not run it yourself, and leave its
@@ -156,7 +158,8 @@ BL_API bl_thread *bl_spawn(bl_sched *s, bl_func fn, void *arg);
 
 /* bl_spawn() with options (opts may be NULL). Extra errno:
  *   EINVAL  opts->size is 0 or unknown bytes past the known fields are not
- *           zero, or stack_size is nonzero and below BL_MIN_STACK_SIZE. */
+ *           zero, or stack_size is nonzero and below BL_MIN_STACK_SIZE or
+ *           above 1 TiB. */
 BL_API bl_thread *bl_spawn_ex(bl_sched *s, bl_func fn, void *arg,
                               const bl_spawn_opts *opts);
 
@@ -177,7 +180,9 @@ BL_API int bl_sleep(double seconds);
  * join the handle is invalid, as is a detached thread's once it has ended:
  * like a pthread_t, it must not be used again. (Such a handle is caught
  * with EINVAL only until its slot is reused by a later bl_spawn(); then it
- * names that new thread.) Blocking.
+ * names that new thread.) "Not a thread" below means such a stale handle:
+ * a pointer that never came from bl_spawn() is undefined behaviour, for
+ * this and every other function taking a bl_thread. Blocking.
  * Returns 0, or -1 and sets errno:
  *   EINVAL  t is NULL, not a thread, already joined or being joined, or
  *           detached; or t belongs to another scheduler.
@@ -241,7 +246,10 @@ enum { BL_READ = 1, BL_WRITE = 2 };
  * subset of BL_READ | BL_WRITE, or a NaN timeout), EBADF (fd is not open).
  * A descriptor the kernel refuses to watch (epoll_ctl fails, e.g. ENOSPC
  * at fs.epoll.max_user_watches) is retried after a pause (1 ms, doubling up
- * to 0.1 s) until the timeout. */
+ * to 0.1 s) until the timeout. A ready descriptor is reported as ready
+ * however short the timeout. Closing fd while a thread waits on it does not
+ * wake that thread (the kernel forgets the descriptor): it waits until its
+ * timeout; wake it first, e.g. with bl_cancel(). */
 BL_API int bl_wait_fd(int fd, int events, double timeout);
 
 /* ------------------------------------------------------------------------ */
@@ -258,13 +266,15 @@ typedef void (*bl_handler)(bl_conn *conn, void *arg);
  * port 0 picks an ephemeral port (see bl_listener_port()). backlog <= 0
  * means SOMAXCONN. Not blocking; may be called outside green threads.
  * Returns NULL and sets errno: EINVAL (port out of 0..65535), EADDRINUSE,
- * EACCES, EADDRNOTAVAIL (also for a name that does not resolve), EMFILE,
- * ENOMEM, or another socket(2)/bind(2)/listen(2) error. */
+ * EACCES, EADDRNOTAVAIL (also for a name that does not resolve), EAGAIN (a
+ * temporary failure of name resolution, e.g. no DNS server answered: try
+ * again later), EMFILE, ENOMEM, or another socket(2)/bind(2)/listen(2)
+ * error. */
 BL_API bl_listener *bl_listen(const char *host, int port, int backlog);
 
 /* Listen on the Unix-domain stream socket at `path` (an existing socket file
  * there is not removed; remove it first). Errors as bl_listen(), plus
- * ENAMETOOLONG. */
+ * ENAMETOOLONG; EINVAL is for path NULL or "". */
 BL_API bl_listener *bl_listen_unix(const char *path, int backlog);
 
 /* The local port of a TCP listener (-1 with EINVAL for NULL or Unix). */
@@ -275,11 +285,12 @@ BL_API int bl_listener_fd(const bl_listener *l);
 
 /* Accept a connection. Blocking. When the process is out of descriptors
  * (EMFILE, ENFILE) or memory, waits and retries with a growing pause instead
- * of spinning. Returns the connection, or NULL and sets errno: EPERM,
- * ECANCELED, EINVAL (l NULL), EBADF (l was closed, also while waiting),
- * EBUSY (another thread is accepting on l), ETIMEDOUT
- * (bl_listener_set_timeout), EXDEV (l is tied to another scheduler and no
- * connection is queued; see bl_conn_new()).
+ * of spinning; the connection stays queued meanwhile. Returns the
+ * connection, or NULL and sets errno: EPERM, ECANCELED, EINVAL (l NULL),
+ * EBADF (l was closed while waiting), EBUSY (another thread is accepting on
+ * l), ETIMEDOUT (bl_listener_set_timeout), EXDEV (l is tied to another
+ * scheduler and no connection is queued; see bl_conn_new()), or another
+ * error of accept(2) (such as EPERM from a firewall rule).
  * Connections aborted before they were accepted are skipped. */
 BL_API bl_conn *bl_accept(bl_listener *l);
 
@@ -288,17 +299,20 @@ BL_API bl_conn *bl_accept(bl_listener *l);
 BL_API int bl_listener_set_timeout(bl_listener *l, double seconds);
 
 /* Close and free a listener. A green thread blocked in bl_accept() on it
- * wakes with EBADF. Returns 0, or -1 with EINVAL (NULL) or EXDEV (l is tied
- * to a scheduler that is running in another OS thread, see bl_close(); l
- * stays open). */
+ * wakes with EBADF. Once this returns 0, l is invalid, as after free(): do
+ * not pass it to any function again (EBADF is what threads that were
+ * already waiting on it get, and calls made while they still are). Returns 0, or -1 with EINVAL (NULL) or EXDEV
+ * (l is tied to a scheduler that is running in another OS thread, see
+ * bl_close(); l stays open). */
 BL_API int bl_listener_close(bl_listener *l);
 
 /* Connect to TCP `host`:`port`, trying each address the name resolves to.
  * Names are resolved on a helper OS thread, so the scheduler keeps running.
  * Blocking. Returns the connection, or NULL and sets errno: ECONNREFUSED,
  * ETIMEDOUT, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL (name not resolved; see
- * bl_resolve_error()), ECANCELED, EPERM, EINVAL, EMFILE or ENFILE (no
- * descriptor for the socket), ENOMEM. */
+ * bl_resolve_error(); also for host ""), EAGAIN (a temporary failure
+ * of name resolution: try again later), ECANCELED, EPERM, EINVAL, EMFILE or
+ * ENFILE (no descriptor for the socket), ENOMEM. */
 BL_API bl_conn *bl_connect(const char *host, int port);
 
 /* bl_connect() bounded by `timeout` seconds in all (timeout <= 0: none):
@@ -334,8 +348,8 @@ BL_API bl_conn *bl_conn_new(int fd);
 /* Receive up to len bytes (bytes buffered by bl_readline() first).
  * Blocking. Returns the count, 0 at end of stream (or len == 0), or -1 and
  * sets errno: ECONNRESET, ETIMEDOUT (bl_conn_set_timeout), ECANCELED, EPERM,
- * EBADF (closed meanwhile), EBUSY (another thread is receiving on c), EINVAL,
- * EXDEV (c is tied to another scheduler, see bl_conn_new()). */
+ * EBADF (closed while waiting), EBUSY (another thread is receiving on c),
+ * EINVAL, EXDEV (c is tied to another scheduler, see bl_conn_new()). */
 BL_API ssize_t bl_recv(bl_conn *c, void *buf, size_t len);
 
 /* Send some of buf, waiting until at least one byte can be sent. Blocking.
@@ -359,6 +373,8 @@ BL_API ssize_t bl_readline(bl_conn *c, char *buf, size_t cap);
  *   EMSGSIZE the line does not fit in cap - 1 bytes; nothing is consumed, so
  *            the bytes can still be read with bl_recv() or a larger buffer.
  *   EINVAL   c, buf or delim NULL, cap < 2 or dlen 0.
+ *   ENOMEM   no memory for c's read buffer, which grows up to cap bytes
+ *            while a line is incomplete (the bytes stay readable).
  *   and the errors of bl_recv(). */
 BL_API ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap,
                             const void *delim, size_t dlen);
@@ -367,7 +383,8 @@ BL_API ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap,
  * shutdown(2). A green thread of the caller's scheduler blocked on c in the
  * shut direction retries its call: a writer then fails with EPIPE.
  * Returns 0, or -1 with errno from shutdown(2), EINVAL (c NULL) or EBADF
- * (c closed). */
+ * (c was closed while another thread was still inside a call on it; see
+ * bl_close()). */
 BL_API int bl_shutdown(bl_conn *c, int how);
 
 /* Bound every later blocking call on c by `seconds` (each call gets its own
@@ -379,7 +396,10 @@ BL_API int bl_conn_set_timeout(bl_conn *c, double seconds);
 BL_API int bl_conn_fd(const bl_conn *c);
 
 /* Close the connection and free it. Green threads blocked on c wake with
- * EBADF; the memory is released once they have left. Returns 0, or -1 with
+ * EBADF; the memory is released once they have left (until then, calls on c
+ * fail with EBADF). Once this returns 0 (or a close(2) error), c is
+ * invalid, as after free(): do not pass it to any function again. Returns
+ * 0, or -1 with
  * EINVAL (NULL); a close(2) error is reported too, but c is freed anyway.
  * Fails with EXDEV, leaving c open, when c is tied (see bl_conn_new()) to a
  * scheduler that is running in another OS thread: its watchers are in that

@@ -210,6 +210,13 @@ static bl_conn *conn_alloc(int fd)
     return c;
 }
 
+/* The descriptor of a connection made by conn_alloc(-1). */
+static void conn_set_fd(bl_conn *c, int fd)
+{
+    ev_io_set(&c->rio, fd, EV_READ);
+    ev_io_set(&c->wio, fd, EV_WRITE);
+}
+
 static void conn_free(bl_conn *c)
 {
     free(c->rbuf);
@@ -1003,18 +1010,22 @@ bl_conn *bl_accept(bl_listener *l)
             err = ECANCELED;
             break;
         }
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            if (l->port >= 0)
-                tune_tcp(fd);
-            c = conn_alloc(fd);
-            if (c == NULL) {
-                close(fd);
-                err = ENOMEM;
+        /* The connection's memory first: out of memory, the connection
+         * stays queued (as out of descriptors), instead of being accepted
+         * and dropped. */
+        if (BL_UNLIKELY(c == NULL) && (c = conn_alloc(-1)) == NULL) {
+            err = ENOMEM;
+        } else {
+            int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd >= 0) {
+                if (l->port >= 0)
+                    tune_tcp(fd);
+                conn_set_fd(c, fd);
+                err = 0;
+                break;
             }
-            break;
+            err = errno;
         }
-        err = errno;
         if (err == EINTR || err == ECONNABORTED || err == EPROTO)
             continue;
         if ((err == EAGAIN || err == EWOULDBLOCK ||
@@ -1039,11 +1050,11 @@ bl_conn *bl_accept(bl_listener *l)
             continue;
         }
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-            /* Out of descriptors: the connection stays queued; pause instead
-             * of spinning on a listener that stays readable. Parked as the
-             * listener's waiter, so that bl_listener_close() wakes us, but
-             * with its watcher stopped, so that the readable listener does
-             * not end the pause at once. */
+            /* Out of descriptors or memory: the connection stays queued;
+             * pause instead of spinning on a listener that stays readable.
+             * Parked as the listener's waiter, so that bl_listener_close()
+             * wakes us, but with its watcher stopped, so that the readable
+             * listener does not end the pause at once. */
             double left = bl__remaining(l->s, deadline);
             double wait = left >= 0 && left < pause ? left : pause;
             watcher_stop(l->s->loop, &l->io, NULL);
@@ -1065,8 +1076,12 @@ bl_conn *bl_accept(bl_listener *l)
     }
     l->accepting = 0;
     listener_leave(l);
-    if (c == NULL)
+    if (err != 0) {
+        if (c != NULL)
+            conn_free(c);
         errno = err;
+        return NULL;
+    }
     return c;
 }
 

@@ -1030,6 +1030,28 @@ unsigned long long bl_thread_id(const bl_thread *t)
     return t->id;
 }
 
+/* bl_wait_fd() without waiting: the events of `events` that fd has now. */
+static int wait_fd_now(int fd, int events)
+{
+    struct pollfd p = {.fd = fd,
+                       .events = (short)((events & BL_READ ? POLLIN : 0) |
+                                         (events & BL_WRITE ? POLLOUT : 0))};
+    if (poll(&p, 1, 0) < 0)
+        return -1;
+    if (p.revents & POLLNVAL) {
+        errno = EBADF;
+        return -1;
+    }
+    int r = (p.revents & (POLLIN | POLLHUP | POLLERR) ? BL_READ : 0) |
+            (p.revents & (POLLOUT | POLLHUP | POLLERR) ? BL_WRITE : 0);
+    r &= events;
+    if (r == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    return r;
+}
+
 int bl_wait_fd(int fd, int events, double timeout)
 {
     bl_thread *self = bl__self_or_eperm();
@@ -1046,33 +1068,18 @@ int bl_wait_fd(int fd, int events, double timeout)
         errno = ECANCELED;
         return -1;
     }
-    if (timeout == 0) {
-        struct pollfd p = {.fd = fd,
-                           .events = (short)((events & BL_READ ? POLLIN : 0) |
-                                             (events & BL_WRITE ? POLLOUT : 0))};
-        int n = poll(&p, 1, 0);
-        if (n < 0)
-            return -1;
-        if (p.revents & POLLNVAL) {
-            errno = EBADF;
-            return -1;
-        }
-        int r = (p.revents & (POLLIN | POLLHUP | POLLERR) ? BL_READ : 0) |
-                (p.revents & (POLLOUT | POLLHUP | POLLERR) ? BL_WRITE : 0);
-        r &= events;
-        if (r == 0) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        return r;
-    }
+    bl_sched *s = self->sched;
+    double deadline = bl__deadline(s, timeout);
+    /* Timeout 0, or one so short that it has already run out (1e-9): look
+     * without waiting, rather than report a timeout for a ready fd. */
+    double left = timeout == 0 ? 0 : bl__remaining(s, deadline);
+    if (left == 0)
+        return wait_fd_now(fd, events);
     /* libev learns of a bad descriptor only in its next poll, and aborts. */
     if (fcntl(fd, F_GETFD) < 0) {
         errno = EBADF;
         return -1;
     }
-    bl_sched *s = self->sched;
-    double deadline = bl__deadline(s, timeout);
     int err;
     for (;;) {
         /* ev_io_set() also makes libev register fd afresh after an
@@ -1081,8 +1088,13 @@ int bl_wait_fd(int fd, int events, double timeout)
                                      (events & BL_WRITE ? EV_WRITE : 0));
         ev_io_start(s->loop, &self->io);
         self->io_revents = 0;
-        err = bl__park(self, "bl_wait_fd", bl__remaining(s, deadline));
+        err = bl__park(self, "bl_wait_fd", left);
         ev_io_stop(s->loop, &self->io);
+        /* The timeout and the event in the same iteration of the loop (a
+         * short timeout): libev ran the timer first, but the event counts. */
+        if (err == ETIMEDOUT && (self->io_revents & (EV_READ | EV_WRITE)) &&
+            !(self->io_revents & EV_ERROR))
+            err = 0;
         if (BL_LIKELY(err != 0 || !(self->io_revents & EV_ERROR)))
             break;
         /* libev could not watch fd, and reports it as ready for all. */
@@ -1092,6 +1104,7 @@ int bl_wait_fd(int fd, int events, double timeout)
             err = EBADF;
         if (err != 0)
             break;
+        left = bl__remaining(s, deadline);
     }
     if (err != 0) {
         errno = err;

@@ -8,7 +8,8 @@
  * and the waiting thread alone is suspended. Errors: EPERM outside green
  * threads (no scheduler, another OS thread, a libev callback), EINVAL for
  * bad arguments, ECANCELED when the waiting thread is cancelled (also before
- * it waits, and with a timeout set).
+ * it waits, and with a timeout set). A ready descriptor is ready whatever
+ * the timeout, however short.
  */
 #include "netb_util.h"
 
@@ -359,6 +360,46 @@ static void *cancel_main(void *arg)
     return NULL;
 }
 
+/* ---- short timeouts ---- */
+
+/* A descriptor that is ready is reported as ready whatever the timeout:
+ * also one so short that it runs out before the call looks (it returned
+ * ETIMEDOUT for 1e-9 every time), or one that ends in the same iteration of
+ * the loop as the event arrives (libev runs the timer first). */
+static void *short_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(write(sv[1], "x", 1) == 1);
+    static const double timeouts[] = {5e-324, 1e-12, 1e-9, 1e-7, 1e-6,
+                                      1e-5, 1e-3};
+    for (size_t i = 0; i < sizeof timeouts / sizeof *timeouts; i++) {
+        int timedout = 0;
+        for (int k = 0; k < 50; k++) {
+            int r = bl_wait_fd(sv[0], BL_READ | BL_WRITE, timeouts[i]);
+            if (r < 0) {
+                CHECK_EQ_LL(errno, ETIMEDOUT);
+                timedout++;
+            } else {
+                CHECK_EQ_LL(r, BL_READ | BL_WRITE);
+            }
+        }
+        if (timedout)
+            printf("timeout %g: ETIMEDOUT %d of 50 times for a ready fd\n",
+                   timeouts[i], timedout);
+        CHECK(timedout == 0);
+    }
+    /* Not ready: a short timeout still times out. */
+    char c;
+    CHECK(read(sv[0], &c, 1) == 1);
+    CHECK(bl_wait_fd(sv[0], BL_READ, 1e-9) == -1 && errno == ETIMEDOUT);
+    CHECK(bl_wait_fd(sv[0], BL_READ, 1e-6) == -1 && errno == ETIMEDOUT);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
 int main(void)
 {
     int fds0 = netb_begin();
@@ -370,6 +411,9 @@ int main(void)
            "peer\n");
     NETB_RUN(einval_main, NULL);
     printf("ok: EINVAL and EBADF for bad arguments\n");
+    NETB_RUN(short_main, NULL);
+    printf("ok: a ready descriptor is reported as ready with the shortest "
+           "timeouts\n");
     netb_watchdog("test_eperm");
     test_eperm();
     printf("ok: EPERM outside green threads\n");
