@@ -90,7 +90,8 @@ struct ev_loop;                       /* libev's loop, see bl_sched_loop() */
  * reports (EMFILE when no descriptor is left for epoll). */
 BL_API bl_sched *bl_sched_new(void);
 
-/* Run green threads until none remains.
+/* Run green threads until none remains (watchers of your own in the loop,
+ * see bl_sched_loop(), do not keep it running then).
  * Returns 0 when every green thread has ended. Returns -1 and sets errno:
  *   EINVAL  s is NULL.
  *   EBUSY   s is already running, or another scheduler runs in this OS thread.
@@ -169,7 +170,9 @@ BL_API int bl_yield(void);
 
 /* Suspend the caller for at least `seconds`. Threads whose deadlines pass
  * wake in deadline order. bl_sleep(0) lets due timers and ready I/O run
- * before the caller continues. Blocking.
+ * before the caller continues; bl_sleep(INFINITY) sleeps until cancelled
+ * (with nothing left that could cancel it, bl_sched_run() reports a
+ * deadlock). Blocking.
  * Returns 0, or -1 and sets errno: EPERM, ECANCELED, EINVAL (seconds < 0 or
  * NaN). */
 BL_API int bl_sleep(double seconds);
@@ -330,8 +333,12 @@ BL_API bl_conn *bl_connect_unix(const char *path);
  * none). Extra errno: ETIMEDOUT; EINVAL also for a NaN timeout. */
 BL_API bl_conn *bl_connect_unix_timeout(const char *path, double timeout);
 
-/* The resolver's message for the last failed name resolution in this OS
- * thread (gai_strerror text), or "" when there was none. */
+/* Why the name of the last bl_listen() or bl_connect*() call of this OS
+ * thread (not the Unix ones) did not resolve: "host: " and the resolver's
+ * text (gai_strerror), or "" when the name was resolved (the call then
+ * failed, if it did, after resolving: in bind(2) or connect(2)) or none
+ * was given. Read it right after the failed call: another green thread's
+ * call in this OS thread replaces it. */
 BL_API const char *bl_resolve_error(void);
 
 /* Wrap a connected stream socket (any family, e.g. from socketpair(2)); it is
@@ -392,7 +399,9 @@ BL_API int bl_shutdown(bl_conn *c, int how);
  * seconds negative or NaN). */
 BL_API int bl_conn_set_timeout(bl_conn *c, double seconds);
 
-/* The connection's descriptor (-1 with EINVAL for NULL). */
+/* The connection's descriptor (-1 with EINVAL for NULL). Bytes that
+ * bl_readline() or bl_readuntil() buffered are no longer in it: a
+ * bl_wait_fd() on it does not see them. */
 BL_API int bl_conn_fd(const bl_conn *c);
 
 /* Close the connection and free it. Green threads blocked on c wake with
@@ -411,7 +420,8 @@ BL_API int bl_close(bl_conn *c);
 /* Listen on host:port (as bl_listen()), then spawn on s (NULL: the caller's
  * scheduler) an acceptor green thread that runs h(conn, arg) in a new
  * detached green thread per connection and closes conn when h returns or
- * calls bl_exit(). Cancelling the acceptor (bl_cancel) closes the listener;
+ * calls bl_exit() (h may also bl_close() conn itself before it returns).
+ * Cancelling the acceptor (bl_cancel) closes the listener;
  * running handlers go on. The acceptor also ends, closing the listener, when
  * accepting on it cannot work (bl_accept() fails with EBADF, EXDEV, EBUSY,
  * EINVAL or ENOTSOCK); other errors are retried after a short pause.

@@ -737,6 +737,7 @@ static void gai_abandon(void *arg)
 static int resolve(const char *host, int port, int passive,
                    struct addrinfo **res, bl_thread *self, double deadline)
 {
+    resolve_msg[0] = '\0';     /* a message is about this call only */
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;

@@ -551,8 +551,20 @@ static void *families_main(void *arg)
     errno = 0;
     CHECK(bl_connect("no-such-host.invalid", 80) == NULL);
     CHECK(errno == EADDRNOTAVAIL || errno == EAGAIN);
-    CHECK(bl_resolve_error()[0] != '\0');
+    CHECK(strncmp(bl_resolve_error(), "no-such-host.invalid: ", 22) == 0);
     printf("note: resolver said: %s\n", bl_resolve_error());
+    /* The message is about the last call only: not about a later failure
+     * that came after resolving (it used to stay). */
+    CHECK_NULL_ERR(bl_connect("127.0.0.1", port), ECONNREFUSED);
+    if (bl_resolve_error()[0] != '\0')
+        printf("stale resolver message: %s\n", bl_resolve_error());
+    CHECK(bl_resolve_error()[0] == '\0');
+    CHECK(bl_connect("no-such-host.invalid", 80) == NULL);
+    CHECK(bl_resolve_error()[0] != '\0');
+    errno = 0;
+    CHECK(bl_listen("192.0.2.1", 0, 1) == NULL);   /* not ours: bind fails */
+    CHECK_EQ_LL(errno, EADDRNOTAVAIL);
+    CHECK(bl_resolve_error()[0] == '\0');
     CHECK_NULL_ERR(bl_connect("127.0.0.1", 70000), EINVAL);
     return NULL;
 }
