@@ -90,6 +90,10 @@ BL_HIDDEN void bl__stack_put(bl__stack_cache *c, bl__stack *st);
  * caller must unmap it later, from another stack. */
 BL_HIDDEN int bl__stack_retire(bl__stack_cache *c, bl__stack *st);
 BL_HIDDEN void bl__stack_cache_clear(bl__stack_cache *c);
+#ifdef BL_ASAN
+/* Mark a whole stack addressable again for ASan (see stack.c). */
+BL_HIDDEN void bl__stack_asan_clear(bl__stack *st);
+#endif
 BL_HIDDEN size_t bl__guard_size(void);
 BL_HIDDEN size_t bl__page_size(void);
 /* Install the process-wide SIGSEGV handler that reports stack overflows

@@ -722,7 +722,7 @@ thread_end(bl_thread *t, void *result)
     bl__stack *st = t->stack;
     t->stack = NULL;
 #ifdef BL_ASAN
-    __asan_unpoison_memory_region(st->base, bl__stack_span(st));
+    bl__stack_asan_clear(st);
 #endif
 #ifdef BL_VALGRIND
     VALGRIND_STACK_DEREGISTER(st->valgrind_id);

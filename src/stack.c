@@ -21,6 +21,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#ifdef BL_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
@@ -175,6 +179,38 @@ int bl__stack_retire(bl__stack_cache *c, bl__stack *st)
     c->nfree++;
     return 0;
 }
+
+#ifdef BL_ASAN
+/* Shadow bytes from which whole shadow pages are handed back to the kernel
+ * rather than zeroed: 1 MiB of shadow, a stack of 8 MiB. */
+#define ASAN_RELEASE_MIN ((size_t)1 << 20)
+
+/* Clear ASan's shadow of a stack a thread leaves (its frames left redzones
+ * poisoned), so that whatever runs there next starts clean. Zeroing the
+ * shadow of a big stack would commit an eighth of its size, all of it for a
+ * stack of 1 TiB however little was used, so the whole pages in the middle
+ * are dropped instead: anonymous memory reads back as zero, which is
+ * "addressable" to ASan. The partial pages at the ends are zeroed. */
+void bl__stack_asan_clear(bl__stack *st)
+{
+    char *lo = st->base, *hi = st->base + bl__stack_span(st);
+    size_t scale, offset;
+    __asan_get_shadow_mapping(&scale, &offset);
+    uintptr_t s_lo = ((uintptr_t)lo >> scale) + offset;
+    uintptr_t s_hi = ((uintptr_t)hi >> scale) + offset;
+    uintptr_t a = (s_lo + page_size - 1) & ~(uintptr_t)(page_size - 1);
+    uintptr_t b = s_hi & ~(uintptr_t)(page_size - 1);
+    if (b > a && b - a >= ASAN_RELEASE_MIN &&
+        madvise((void *)a, b - a, MADV_DONTNEED) == 0) {
+        char *mid_lo = (char *)((a - offset) << scale);
+        char *mid_hi = (char *)((b - offset) << scale);
+        __asan_unpoison_memory_region(lo, (size_t)(mid_lo - lo));
+        __asan_unpoison_memory_region(mid_hi, (size_t)(hi - mid_hi));
+        return;
+    }
+    __asan_unpoison_memory_region(lo, (size_t)(hi - lo));
+}
+#endif
 
 void bl__stack_cache_clear(bl__stack_cache *c)
 {
