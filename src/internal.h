@@ -198,9 +198,14 @@ struct bl_sched {
     size_t main_stack_size;
     void *main_fake;
 #endif
-    ev_async async;            /* wakeups from the blocking-call pool */
+    /* Wake-ups from other OS threads (the lookup pool), see sched.c. */
+    ev_io wake_io;             /* watches wake_fd[0] */
+    ev_timer wake_retry;       /* while epoll refuses wake_fd[0] */
+    double wake_backoff;       /* wake_retry's interval */
+    int wake_fd[2];            /* read and write end: one eventfd, or a pipe */
+    int wake_pending;          /* written and not yet read (atomic) */
     struct bl__pool_job *done_head; /* completed pool jobs (under pool lock) */
-    int async_refs;
+    int wake_refs;             /* pool jobs under way: they keep the loop alive */
 };
 
 /* The scheduler running in this OS thread. */
@@ -282,9 +287,14 @@ struct bl__pool_job {
  * at once if it already had), and the job struct, which must be
  * heap-allocated, is freed with it. */
 BL_HIDDEN int bl__pool_run(bl__pool_job *job, double timeout);
-/* ev_async callback side: finish the completed jobs of s. */
+/* Finish the completed jobs of s (on s's OS thread, after a wake-up). */
 BL_HIDDEN void bl__pool_drain(bl_sched *s);
-BL_HIDDEN void bl__sched_async_ref(bl_sched *s, int delta);
+/* Count a pool job under way for s (delta 1) or finished (-1): while any
+ * is, the loop is kept alive for its wake-up. On s's OS thread. */
+BL_HIDDEN void bl__sched_wake_ref(bl_sched *s, int delta);
+/* Make s's loop return from its poll and drain the pool's completed jobs.
+ * From any OS thread; keeps errno. */
+BL_HIDDEN void bl__sched_wake(bl_sched *s);
 /* s is being freed: jobs still under way for it are abandoned. */
 BL_HIDDEN void bl__pool_forget(bl_sched *s);
 

@@ -3,7 +3,7 @@
  * pool.c - a small process-wide pool of OS threads for calls that would block
  * the scheduler (getaddrinfo). The calling green thread parks; the worker
  * runs the job, appends it to its scheduler's done list and wakes the loop
- * with ev_async_send(); the loop's async callback wakes the green thread.
+ * (bl__sched_wake()); the loop drains the list and wakes the green thread.
  *
  * A green thread cancelled while its job runs abandons it: the job finishes
  * on its own and its abandon() hook frees what it produced. Jobs of a
@@ -91,7 +91,7 @@ static void finish(bl__pool_job *job)
     }
     job->next = s->done_head;
     s->done_head = job;
-    ev_async_send(s->loop, &s->async);
+    bl__sched_wake(s);
 }
 
 static void *worker(void *arg)
@@ -223,7 +223,7 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     queue_tail = job;
     pthread_cond_signal(&work);
     pthread_mutex_unlock(&lock);
-    bl__sched_async_ref(s, 1); /* a pending job keeps the loop alive */
+    bl__sched_wake_ref(s, 1); /* a pending job keeps the loop alive */
     err = bl__park(self, "a blocking call on the pool", timeout);
     if (err != 0) {
         /* The job may have finished and been drained while we were already
@@ -246,7 +246,7 @@ void bl__pool_drain(bl_sched *s)
     while (list != NULL) {
         bl__pool_job *job = list;
         list = job->next;
-        bl__sched_async_ref(s, -1);
+        bl__sched_wake_ref(s, -1);
         if (job->waiter != NULL) {
             job->done = 1;
             bl__wake(job->waiter, 0);

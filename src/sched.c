@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,12 +126,6 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     bl__wake(t, 0);
 }
 
-static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    bl__pool_drain(w->data);
-}
 
 /* libev calls this before each poll of s's loop (in bl_sched_run(), on its
  * OS thread), which may block. Watchers pending then were queued by libev
@@ -140,15 +133,15 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
  * failed (ENOSPC at fs.epoll.max_user_watches) and libev stopped the
  * descriptor's watchers with EV_ERROR (or a watcher of the user's got an
  * ev_feed_event). libev calls them only after the poll, which would block
- * until some other event, however late; poke our ev_async so that the poll
- * returns at once. The loop's userdata is the application's, so the
+ * until some other event, however late; poke our wake-up descriptor so that the
+ * poll returns at once. The loop's userdata is the application's, so the
  * scheduler is taken from the thread. */
 static void loop_release(struct ev_loop *loop)
 {
     if (BL_UNLIKELY(ev_pending_count(loop) != 0)) {
         bl_sched *s = bl__cur;
         if (s != NULL && s->loop == loop)
-            ev_async_send(loop, &s->async);
+            bl__sched_wake(s);
     }
 }
 
@@ -231,62 +224,116 @@ const char *bl_version(void)
     return BL_VERSION_STRING;
 }
 
-/* ev_async_start() makes a descriptor (an eventfd, or a pipe), and libev
- * aborts the process when it cannot. libev hands it to epoll only at the
- * loop's next iteration; should the kernel refuse it then (ENOSPC at the
- * per-user limit fs.epoll.max_user_watches), libev stops its internal
- * watcher, which leaves the loop's count of active watchers one short:
- * bl_sched_run() would take a sleeping thread for a deadlock, wake-ups from
- * other OS threads (finished lookups) would never arrive, and
- * ev_loop_destroy() would not close the descriptor. So make sure first that
- * a descriptor is free and, with the epoll backend, that epoll takes one
- * more. wake_fd_watched() catches what this misses: another OS thread
- * taking the last watch in between (a window of a few system calls, when
- * the limit is reached anyway), or no descriptor free for the check; libev
- * leaks its descriptor then. 0, or -1 with errno. */
-static int wake_fd_possible(struct ev_loop *loop)
+/* ---- wake-ups from other OS threads ----
+ *
+ * Pool threads wake a scheduler through a descriptor of its own (an
+ * eventfd) watched by an ordinary ev_io, not through an ev_async. libev
+ * hands a descriptor to epoll at the loop's next iteration, and again
+ * whenever it rebuilds its epoll set (after ev_loop_fork(), or to recover
+ * from a stale descriptor); should the kernel refuse it then (ENOSPC at
+ * fs.epoll.max_user_watches, ENOMEM), libev stops the watcher. For its
+ * internal ev_async watcher it does so silently, leaving the loop's count of
+ * active watchers one short: bl_sched_run() then took a sleeping thread for
+ * a deadlock, and wake-ups from the pool were lost. Our own watcher gets
+ * EV_ERROR instead, so the scheduler rebalances the count and retries
+ * (wake_retry, paced like bl__watch_retry()), draining the pool's finished
+ * jobs at each retry meanwhile.
+ *
+ * wake_pending spares repeated writes: set by the first waker, cleared by
+ * the loop after it has read the descriptor and before it drains the jobs,
+ * so that a job finished after the drain began writes again. */
+
+void bl__sched_wake(bl_sched *s)
 {
-    int fd = eventfd(0, EFD_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOSYS && errno != EINVAL)
-            return -1;
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0)
-            return -1;
-        close(p[1]);
-        fd = p[0];
-    }
-    /* The throwaway epoll instance needs a descriptor more than the
-     * scheduler will; without one, leave the check to wake_fd_watched(). */
-    int rc = 0;
-    int ep = ev_backend(loop) == EVBACKEND_EPOLL ? epoll_create1(EPOLL_CLOEXEC)
-                                                 : -1;
-    if (ep >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN};
-        rc = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-        int e = errno;
-        close(ep);
-        errno = e;
-    }
+    if (__atomic_exchange_n(&s->wake_pending, 1, __ATOMIC_SEQ_CST))
+        return;
     int e = errno;
-    close(fd);
+    uint64_t one = 1;
+    size_t n = s->wake_fd[0] == s->wake_fd[1] ? sizeof one : 1;
+    /* EAGAIN (a full pipe): a wake-up is readable already. */
+    while (write(s->wake_fd[1], &one, n) < 0 && errno == EINTR)
+        ;
     errno = e;
-    return rc;
 }
 
-/* After ev_async_start(): do the loop iteration that registers the
- * descriptor now, on a loop with nothing else in it, and see that the count
- * of active watchers is intact. With the ev_async unreferenced (and the
- * internal watcher too, by libev) it is 0, and ev_run() returns it; after a
- * refusal it is -1. 0, or -1 with errno. */
-static int wake_fd_watched(struct ev_loop *loop)
+static void wake_read(bl_sched *s)
 {
-    if (BL_LIKELY(ev_run(loop, EVRUN_NOWAIT) == 0))
+    char buf[64];
+    size_t n = s->wake_fd[0] == s->wake_fd[1] ? sizeof(uint64_t) : sizeof buf;
+    while (read(s->wake_fd[0], buf, n) > 0 && n == sizeof buf)
+        ;
+}
+
+static void wake_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    bl_sched *s = w->data;
+    if (ev_is_active(&s->wake_io)) {
+        /* Watched again since the last retry, and not refused. */
+        ev_ref(loop);
+        ev_timer_stop(loop, w);
+    } else {
+        ev_io_start(loop, &s->wake_io);
+        ev_unref(loop);
+    }
+    bl__pool_drain(s);
+}
+
+static void wake_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    bl_sched *s = w->data;
+    if (BL_UNLIKELY(revents & EV_ERROR)) {
+        /* libev stopped w, without the ev_ref() that balances our
+         * ev_unref(); retry after a pause, doubled while refusals go on. */
+        ev_ref(loop);
+        if (!ev_is_active(&s->wake_retry)) {
+            s->wake_backoff = BL_WATCH_RETRY;
+            ev_timer_set(&s->wake_retry, s->wake_backoff, s->wake_backoff);
+            ev_timer_start(loop, &s->wake_retry);
+            ev_unref(loop);
+        } else {
+            s->wake_backoff = fmin(2 * s->wake_backoff, BL_WATCH_RETRY_MAX);
+            s->wake_retry.repeat = s->wake_backoff;
+            ev_timer_again(loop, &s->wake_retry);
+        }
+    } else {
+        wake_read(s);
+        __atomic_store_n(&s->wake_pending, 0, __ATOMIC_SEQ_CST);
+    }
+    bl__pool_drain(s);
+}
+
+/* Open s->wake_fd: an eventfd, or a pipe where there is none. 0, or -1. */
+static int wake_open(bl_sched *s)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd >= 0) {
+        s->wake_fd[0] = s->wake_fd[1] = fd;
         return 0;
-    /* The kernel's errno is lost: libev then read the dead descriptor,
-     * which left EAGAIN. ENOSPC is what the kernel says at the limit. */
-    errno = ENOSPC;
-    return -1;
+    }
+    if (errno != ENOSYS && errno != EINVAL)
+        return -1;
+    return pipe2(s->wake_fd, O_NONBLOCK | O_CLOEXEC);
+}
+
+static void wake_close(bl_sched *s)
+{
+    close(s->wake_fd[0]);
+    if (s->wake_fd[1] != s->wake_fd[0])
+        close(s->wake_fd[1]);
+}
+
+/* Stop the wake-up watchers (unreferenced while active). */
+static void wake_stop(bl_sched *s)
+{
+    if (ev_is_active(&s->wake_io)) {
+        ev_ref(s->loop);
+        ev_io_stop(s->loop, &s->wake_io);
+    }
+    if (ev_is_active(&s->wake_retry)) {
+        ev_ref(s->loop);
+        ev_timer_stop(s->loop, &s->wake_retry);
+    }
 }
 
 bl_sched *bl_sched_new(void)
@@ -302,28 +349,37 @@ bl_sched *bl_sched_new(void)
         free(s);
         return NULL;
     }
-    if (wake_fd_possible(s->loop) < 0)
-        goto fail;
+    if (wake_open(s) < 0) {
+        int e = errno;
+        ev_loop_destroy(s->loop);
+        free(s);
+        errno = e;
+        return NULL;
+    }
     s->stack_size = BL_DEFAULT_STACK_SIZE;
     s->stacks.size = s->stack_size;
-    ev_async_init(&s->async, async_cb);
-    s->async.data = s;
-    ev_async_start(s->loop, &s->async);
-    ev_unref(s->loop); /* only pending pool jobs keep the loop alive */
-    if (wake_fd_watched(s->loop) < 0) {
-        ev_ref(s->loop);
-        ev_async_stop(s->loop, &s->async);
-        goto fail;
+    ev_io_init(&s->wake_io, wake_cb, s->wake_fd[0], EV_READ);
+    s->wake_io.data = s;
+    ev_init(&s->wake_retry, wake_retry_cb);
+    s->wake_retry.data = s;
+    ev_io_start(s->loop, &s->wake_io);
+    ev_unref(s->loop); /* only pool jobs under way keep the loop alive */
+    /* Register the descriptor now, on a loop with nothing else in it: a
+     * scheduler that cannot be woken is better not made at all. The
+     * kernel's errno is not passed on by libev; ENOSPC is what it says at
+     * the limit. */
+    ev_run(s->loop, EVRUN_NOWAIT);
+    if (!ev_is_active(&s->wake_io)) {
+        wake_stop(s);
+        wake_close(s);
+        ev_loop_destroy(s->loop);
+        free(s);
+        errno = ENOSPC;
+        return NULL;
     }
     ev_set_loop_release_cb(s->loop, loop_release, NULL);
     bl__overflow_handler_install();
     return s;
-fail:;
-    int e = errno;
-    ev_loop_destroy(s->loop);
-    free(s);
-    errno = e;
-    return NULL;
 }
 
 bl_sched *bl_sched_current(void)
@@ -370,13 +426,13 @@ struct ev_loop *bl_sched_loop(bl_sched *s)
     return s->loop;
 }
 
-void bl__sched_async_ref(bl_sched *s, int delta)
+void bl__sched_wake_ref(bl_sched *s, int delta)
 {
-    int before = s->async_refs;
-    s->async_refs += delta;
-    if (before == 0 && s->async_refs > 0)
+    int before = s->wake_refs;
+    s->wake_refs += delta;
+    if (before == 0 && s->wake_refs > 0)
         ev_ref(s->loop);
-    else if (before > 0 && s->async_refs == 0)
+    else if (before > 0 && s->wake_refs == 0)
         ev_unref(s->loop);
 }
 
@@ -513,11 +569,11 @@ void bl_sched_free(bl_sched *s)
      * the loop exists. */
     while (s->ties != NULL)
         s->ties->untie(s->ties);
-    if (s->async_refs > 0)
+    if (s->wake_refs > 0)
         ev_unref(s->loop);
-    ev_ref(s->loop);
-    ev_async_stop(s->loop, &s->async);
-    bl__pool_forget(s);
+    wake_stop(s);
+    bl__pool_forget(s);    /* after this, no pool thread writes wake_fd */
+    wake_close(s);
     ev_loop_destroy(s->loop);
     bl__stack_cache_clear(&s->stacks);
     for (size_t i = 0; i < s->nchunks; i++)

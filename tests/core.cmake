@@ -5,7 +5,8 @@
 
 # Tests that add libev watchers of their own to a scheduler's loop (or read
 # its iteration count).
-foreach(t core_cancel core_eperm net_cancel net_emfile net_waitfd)
+foreach(t core_cancel core_eperm net_cancel net_emfile net_epollfail
+          net_waitfd)
   if(TARGET test_${t})
     target_link_libraries(test_${t} PRIVATE Libev::Libev)
   endif()
