@@ -85,10 +85,10 @@ struct ev_loop;                       /* libev's loop, see bl_sched_loop() */
 /* Create a scheduler with its own libev loop. (libev itself ends the process
  * with a message when it cannot allocate memory, here or later.)
  * Returns NULL and sets errno: ENOMEM; EMFILE or ENFILE when no descriptor
- * is left (a scheduler uses two: epoll's and an eventfd); ENOSPC when the
- * kernel refuses to watch the scheduler's wake-up descriptor (the per-user
- * limit fs.epoll.max_user_watches is reached); or whatever else libev's loop
- * creation reports. */
+ * is left (a scheduler uses two with epoll: epoll's and an eventfd); ENOSPC
+ * when the kernel refuses to watch the scheduler's wake-up descriptor (the
+ * per-user limit fs.epoll.max_user_watches is reached); or whatever else
+ * libev's loop creation reports. */
 BL_API bl_sched *bl_sched_new(void);
 
 /* Run green threads until none remains (watchers of your own in the loop,
