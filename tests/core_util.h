@@ -102,6 +102,23 @@ static inline void core_run_green(bl_func fn, void *arg)
     bl_sched_free(s);
 }
 
+/* A field of /proc/self/status counted in kB ("VmRSS", "VmSize"). */
+static inline long core_status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f != NULL);
+    char line[256];
+    size_t n = strlen(field);
+    long kb = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, field, n) == 0 && line[n] == ':' &&
+            sscanf(line + n + 1, "%ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    CHECK(kb >= 0);
+    return kb;
+}
+
 static inline double core_now(void)
 {
     struct timespec ts;

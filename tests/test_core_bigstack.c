@@ -29,16 +29,7 @@
 /* VmRSS of this process, in bytes. */
 static long rss_bytes(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    CHECK(kib >= 0);
-    return kib * 1024;
+    return core_status_kb("VmRSS") * 1024;
 }
 
 /* The lowest byte of the stack holding address a: the start of its

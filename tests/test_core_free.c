@@ -82,20 +82,6 @@ static void *joiner_of_live(void *arg)
     return NULL;
 }
 
-static long vm_size_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmSize: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    CHECK(kb > 0);
-    return kb;
-}
-
 enum { NHOLD = 200 };
 
 static void test_never_run(void)
@@ -103,7 +89,7 @@ static void test_never_run(void)
     cleanups = spawned_cleanups = started = 0;
     bl_sched *s = bl_sched_new();
     CHECK(s != NULL);
-    long before = vm_size_kb();
+    long before = core_status_kb("VmSize");
     for (int i = 0; i < NHOLD; i++) {
         void *mem = malloc(100 + (size_t)i);
         CHECK(mem != NULL);
@@ -111,10 +97,10 @@ static void test_never_run(void)
     }
     bl_spawn_opts o = {.size = sizeof o, .stack_size = 1 << 20};
     CHECK(bl_spawn_ex(s, spawns_on_cleanup, malloc(32), &o) != NULL);
-    long during = vm_size_kb();
+    long during = core_status_kb("VmSize");
     CHECK_EQ_LL(bl_sched_nthreads(s), NHOLD + 1);
     bl_sched_free(s);
-    long after = vm_size_kb();
+    long after = core_status_kb("VmSize");
     printf("never run: VmSize %ld kB -> %ld kB -> %ld kB after free\n",
            before, during, after);
     /* Never ran: they start cancelled inside bl_sched_free. */
@@ -131,7 +117,7 @@ static void test_after_deadlock(void)
     cleanups = spawned_cleanups = started = 0;
     bl_sched *s = bl_sched_new();
     CHECK(s != NULL);
-    long before = vm_size_kb();
+    long before = core_status_kb("VmSize");
     pair[0] = bl_spawn(s, join_partner, (void *)0);
     pair[1] = bl_spawn(s, join_partner, (void *)1);
     CHECK(pair[0] != NULL && pair[1] != NULL);
@@ -166,7 +152,7 @@ static void test_after_deadlock(void)
     CHECK_EQ_LL(bl_sched_nthreads(s), NHOLD + 5);
 
     bl_sched_free(s);
-    long after = vm_size_kb();
+    long after = core_status_kb("VmSize");
     printf("after EDEADLK: %d cleanups, VmSize %ld kB -> %ld kB after free\n",
            cleanups, before, after);
     CHECK_EQ_LL(cleanups, NHOLD + 5);
@@ -198,7 +184,7 @@ static void test_unjoined(void)
  * unmapped by the time the scheduler is freed. */
 static void test_other_size_stacks(void)
 {
-    long before = vm_size_kb();
+    long before = core_status_kb("VmSize");
     for (int round = 0; round < 10; round++) {
         bl_sched *s = bl_sched_new();
         CHECK(s != NULL);
@@ -208,7 +194,7 @@ static void test_other_size_stacks(void)
         CHECK(bl_sched_run(s) == 0);
         bl_sched_free(s);
     }
-    long after = vm_size_kb();
+    long after = core_status_kb("VmSize");
     printf("1 MiB stacks, 10 rounds: VmSize %ld kB -> %ld kB\n", before,
            after);
     /* A leak would be at least 10 MiB. */
@@ -218,15 +204,15 @@ static void test_other_size_stacks(void)
 int main(void)
 {
     test_other_size_stacks();
-    long start = vm_size_kb();
+    long start = core_status_kb("VmSize");
     test_never_run();
     test_after_deadlock();
     test_unjoined();
     /* Many rounds: no growth (stacks, loops and slots all released). */
-    long mid = vm_size_kb();
+    long mid = core_status_kb("VmSize");
     for (int i = 0; i < 20; i++)
         test_never_run();
-    long end = vm_size_kb();
+    long end = core_status_kb("VmSize");
     printf("VmSize: start %ld kB, after 1 round %ld kB, after 20 more %ld "
            "kB\n", start, mid, end);
 #ifdef CORE_EMULATED
