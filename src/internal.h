@@ -201,6 +201,7 @@ struct bl_sched {
     /* Wake-ups from other OS threads (the lookup pool), see sched.c. */
     ev_io wake_io;             /* watches wake_fd[0] */
     ev_timer wake_retry;       /* while epoll refuses wake_fd[0] */
+    ev_timer wake_poll;        /* while pool jobs are under way */
     double wake_backoff;       /* wake_retry's interval */
     int wake_fd[2];            /* read and write end: one eventfd, or a pipe */
     int wake_pending;          /* written and not yet read (atomic) */

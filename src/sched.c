@@ -273,10 +273,27 @@ static void wake_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_ref(loop);
         ev_timer_stop(loop, w);
     } else {
+        /* ev_io_set() makes libev hand the descriptor to epoll again: after
+         * a refusal in this same iteration (its EV_ERROR still pending)
+         * libev takes it for registered, and would not. */
+        ev_io_set(&s->wake_io, s->wake_fd[0], EV_READ);
         ev_io_start(loop, &s->wake_io);
         ev_unref(loop);
     }
     bl__pool_drain(s);
+}
+
+/* While pool jobs are under way (and only then, so that an idle pool does
+ * not keep bl_sched_run() from returning): should the kernel refuse the
+ * wake-up descriptor just before a poll, nothing would end that poll until
+ * some unrelated event or timer (libev blocks up to a minute), and the
+ * EV_ERROR that starts the retries would wait as long. So the jobs' results
+ * are also looked for every BL_WATCH_RETRY_MAX seconds. */
+static void wake_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bl__pool_drain(w->data);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -362,6 +379,8 @@ bl_sched *bl_sched_new(void)
     s->wake_io.data = s;
     ev_init(&s->wake_retry, wake_retry_cb);
     s->wake_retry.data = s;
+    ev_init(&s->wake_poll, wake_poll_cb);
+    s->wake_poll.data = s;
     ev_io_start(s->loop, &s->wake_io);
     ev_unref(s->loop); /* only pool jobs under way keep the loop alive */
     /* Register the descriptor now, on a loop with nothing else in it: a
@@ -430,10 +449,13 @@ void bl__sched_wake_ref(bl_sched *s, int delta)
 {
     int before = s->wake_refs;
     s->wake_refs += delta;
-    if (before == 0 && s->wake_refs > 0)
-        ev_ref(s->loop);
-    else if (before > 0 && s->wake_refs == 0)
-        ev_unref(s->loop);
+    if (before == 0 && s->wake_refs > 0) {
+        /* Active, the timer also keeps the loop alive for the jobs. */
+        ev_timer_set(&s->wake_poll, BL_WATCH_RETRY_MAX, BL_WATCH_RETRY_MAX);
+        ev_timer_start(s->loop, &s->wake_poll);
+    } else if (before > 0 && s->wake_refs == 0) {
+        ev_timer_stop(s->loop, &s->wake_poll);
+    }
 }
 
 void bl__report_deadlock(bl_sched *s)
@@ -570,7 +592,7 @@ void bl_sched_free(bl_sched *s)
     while (s->ties != NULL)
         s->ties->untie(s->ties);
     if (s->wake_refs > 0)
-        ev_unref(s->loop);
+        ev_timer_stop(s->loop, &s->wake_poll);
     wake_stop(s);
     bl__pool_forget(s);    /* after this, no pool thread writes wake_fd */
     wake_close(s);

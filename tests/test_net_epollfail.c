@@ -372,9 +372,45 @@ static void sched_wake_fd_refused(void)
  * that here). With the scheduler on an ev_async, libev stopped its internal
  * watcher silently: bl_sched_run() then reported a sleep as a deadlock
  * (EDEADLK) and lookups could not wake the scheduler. Now the scheduler
- * retries: a sleep is a sleep, lookups finish while the descriptor is
- * refused (`refusals` times in a row) and after. */
+ * retries. Checked: a sleep is a sleep; and, while another thread sleeps
+ * for an hour (so that libev's poll blocks), lookups finish with the
+ * descriptor refused `refusals` times in a row, in the poll that waits for
+ * the first (after `delay` seconds of sleep, so that libev's timers and
+ * retries interleave differently). A lookup left to wait for the next
+ * unrelated event, or for good, fails the test by its watchdog. */
+
+/* The eventfd that is open now and was not when `before` was taken. */
+static void eventfds(char *is)
+{
+    memset(is, 0, 1024);
+    for (int fd = 0; fd < 1024; fd++) {
+        char path[64], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0) {
+            link[n] = 0;
+            is[fd] = strcmp(link, "anon_inode:[eventfd]") == 0;
+        }
+    }
+}
+
+static int new_eventfd(const char *before)
+{
+    char now[1024];
+    eventfds(now);
+    int found = -1;
+    for (int fd = 0; fd < 1024; fd++)
+        if (now[fd] && !before[fd]) {
+            CHECK(found < 0);
+            found = fd;
+        }
+    CHECK(found >= 0);
+    return found;
+}
+
 static bl_listener *rearm_l;
+static double rearm_delay;
+static int rearm_fd, rearm_refusals;
 
 static void *rearm_acceptor(void *arg)
 {
@@ -390,27 +426,38 @@ static void *rearm_acceptor(void *arg)
 static void *rearm_main(void *arg)
 {
     (void)arg;
-    /* A lookup ("localhost" is not numeric: the pool resolves it) while
-     * the descriptor is refused, then a sleep, then another lookup. */
-    bl_conn *c = bl_connect("localhost", bl_listener_port(rearm_l));
-    CHECK(c != NULL);
-    CHECK(bl_close(c) == 0);
-    CHECK(bl_sleep(0.3) == 0);
-    c = bl_connect("localhost", bl_listener_port(rearm_l));
-    CHECK(c != NULL);
-    CHECK(bl_close(c) == 0);
+    bl_thread *k = keeper_start();
+    if (rearm_delay > 0)
+        CHECK(bl_sleep(rearm_delay) == 0);
+    /* The rebuild comes in the poll that waits for the first lookup. */
+    ev_loop_fork(bl_sched_loop(bl_sched_current()));
+    fail_adds(rearm_fd, rearm_refusals);
+    /* "localhost" is not numeric: the pool resolves it. */
+    for (int i = 0; i < 3; i++) {
+        bl_conn *c = bl_connect("localhost", bl_listener_port(rearm_l));
+        CHECK(c != NULL);
+        CHECK(bl_close(c) == 0);
+    }
+    /* The retries go on until epoll takes the descriptor again. */
+    while (__atomic_load_n(&added, __ATOMIC_ACQUIRE) == 0)
+        CHECK(bl_sleep(0.01) == 0);
+    keeper_stop(k);
     return NULL;
 }
 
-static void sched_wake_fd_rearm(int refusals)
+static void sched_wake_fd_rearm(int refusals, double delay)
 {
     netb_watchdog("sched_wake_fd_rearm");
     int fds = netb_count_fds();
+    char before[1024];
+    eventfds(before);
     bl_sched *s = bl_sched_new();
     CHECK(s != NULL);
-    slept = 0;
+    int wfd = new_eventfd(before);
+
     ev_loop_fork(bl_sched_loop(s));
-    fail_adds(FAIL_ANY, refusals);  /* the loop has that one descriptor */
+    fail_adds(wfd, refusals);
+    slept = 0;
     CHECK(bl_spawn(s, short_sleep, NULL) != NULL);
     errno = 0;
     int rc = bl_sched_run(s);
@@ -419,16 +466,20 @@ static void sched_wake_fd_rearm(int refusals)
                   "bl_sched_run() -> %d (%s)", rc, strerror(errno));
     CHECK(slept == 1);
     CHECK(failed >= 1);
+
     rearm_l = bl_listen(NULL, 0, 0);
     CHECK(rearm_l != NULL);
-    ev_loop_fork(bl_sched_loop(s));
-    fail_adds(FAIL_ANY, refusals);
+    rearm_delay = delay;
+    rearm_fd = wfd;
+    rearm_refusals = refusals;
     double t0 = core_now();
-    CHECK(bl_spawn(s, rearm_acceptor, (void *)(intptr_t)2) != NULL);
+    CHECK(bl_spawn(s, rearm_acceptor, (void *)(intptr_t)3) != NULL);
     CHECK(bl_spawn(s, rearm_main, NULL) != NULL);
     CHECK(bl_sched_run(s) == 0);
-    printf("refused %d time%s: two lookups and a sleep of 0.3 s took %.3f s\n",
-           failed, failed == 1 ? "" : "s", core_now() - t0);
+    printf("wake-up descriptor refused %d time%s: 3 lookups after %.2f s "
+           "done, and the descriptor watched again, in %.3f s\n", failed,
+           failed == 1 ? "" : "s", delay, core_now() - t0 - delay);
+    CHECK_EQ_LL(failed, refusals);
     fail_none();
     CHECK(bl_listener_close(rearm_l) == 0);
     bl_sched_free(s);
@@ -455,8 +506,9 @@ int main(void)
     NETB_RUN(accept_retry, NULL);
     NETB_RUN(connect_pending, NULL);
     sched_wake_fd_refused();
-    sched_wake_fd_rearm(1);
-    sched_wake_fd_rearm(5);
+    sched_wake_fd_rearm(1, 0);
+    sched_wake_fd_rearm(2, 0.2);
+    sched_wake_fd_rearm(5, 0.05);
     printf("ok: a failed epoll_ctl wakes the waiter at once, which retries "
            "(paced while it keeps failing) and gets its event; later waits "
            "are not taken for deadlocks\n");
