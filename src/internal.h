@@ -206,7 +206,7 @@ struct bl_sched {
     int wake_fd[2];            /* read and write end: one eventfd, or a pipe */
     int wake_pending;          /* written and not yet read (atomic) */
     struct bl__pool_job *done_head; /* completed pool jobs (under pool lock) */
-    int wake_refs;             /* pool jobs under way: they keep the loop alive */
+    int wake_refs;             /* pool jobs under way (keep the loop alive) */
 };
 
 /* The scheduler running in this OS thread. */

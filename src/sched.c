@@ -133,9 +133,9 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
  * failed (ENOSPC at fs.epoll.max_user_watches) and libev stopped the
  * descriptor's watchers with EV_ERROR (or a watcher of the user's got an
  * ev_feed_event). libev calls them only after the poll, which would block
- * until some other event, however late; poke our wake-up descriptor so that the
- * poll returns at once. The loop's userdata is the application's, so the
- * scheduler is taken from the thread. */
+ * until some other event, however late; poke our wake-up descriptor so that
+ * the poll returns at once. The loop's userdata is the application's, so
+ * the scheduler is taken from the thread. */
 static void loop_release(struct ev_loop *loop)
 {
     if (BL_UNLIKELY(ev_pending_count(loop) != 0)) {
