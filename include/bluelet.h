@@ -77,7 +77,9 @@ struct ev_loop;                       /* libev's loop, see bl_sched_loop() */
 
 /* Default stack size of a green thread: 256 KiB of address space, committed
  * page by page as it is touched. Below each stack lies a guard region; running
- * into it ends the process with a message naming the green thread. */
+ * into it ends the process with a message naming the green thread. (Before
+ * Linux 6.13 a guard costs two memory mappings, and stacks beyond 3/8 of
+ * vm.max_map_count alive at once get none: see docs/internals.md.) */
 #define BL_DEFAULT_STACK_SIZE (256u * 1024u)
 /* The smallest stack size accepted. */
 #define BL_MIN_STACK_SIZE (16u * 1024u)

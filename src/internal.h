@@ -52,6 +52,7 @@ typedef struct bl__stack {
     size_t size;   /* usable bytes asked for (the stack has at least that) */
     size_t map;    /* bytes mapped, guard included */
     struct bl__stack *next_free;
+    int mprotected; /* the guard is an mprotect()ed mapping of its own */
 #ifdef BL_VALGRIND
     unsigned valgrind_id;
 #endif

@@ -6,9 +6,13 @@
  *
  * Guards: MADV_GUARD_INSTALL (Linux 6.13+) marks the guard pages without
  * splitting the mapping, so any number of stacks fits in vm.max_map_count.
- * Elsewhere mprotect(PROT_NONE) is used, which costs a VMA per stack; when
- * the kernel refuses more (ENOMEM near vm.max_map_count) the stack goes
- * without a guard rather than failing, and a warning is printed once.
+ * Elsewhere mprotect(PROT_NONE) is used, which costs two mappings per stack
+ * (the guard, and the stack that can no longer merge with its neighbour).
+ * Those guards are rationed to 3/8 of vm.max_map_count, so that three
+ * quarters of the limit at most go to them and the rest of the process
+ * (libev, malloc, the application) can still map memory; past that, and
+ * when the kernel refuses (ENOMEM), a stack goes without a guard rather
+ * than failing, and a warning is printed once.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -35,7 +39,25 @@ static size_t guard_size;
 /* 1: MADV_GUARD_INSTALL works; 0: use mprotect; -1: not probed yet. */
 static int guard_madvise = -1;
 static int guard_warned;
+/* Stacks that may have an mprotect()ed guard at once, and how many do. */
+static size_t guard_budget;
+static size_t guards_used;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Default of vm.max_map_count (DEFAULT_MAX_MAP_COUNT). */
+#define BL_MAX_MAP_COUNT_DEFAULT 65530L
+
+static long max_map_count(void)
+{
+    long v = -1;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v > 0 ? v : BL_MAX_MAP_COUNT_DEFAULT;
+}
 
 /* Does MADV_GUARD_INSTALL really make the pages inaccessible? Emulators
  * (qemu-user) accept unknown advice and do nothing, so probe: a write(2) from
@@ -65,6 +87,24 @@ static void init(void)
     page_size = ps > 0 ? (size_t)ps : 4096;
     guard_size = page_size > 16384 ? page_size : 16384;
     guard_madvise = probe_guard_madvise();
+    guard_budget = (size_t)max_map_count() / 8 * 3;
+}
+
+/* Take one of the mprotect() guards (see the top of this file). */
+static int guard_take(void)
+{
+    size_t n = __atomic_load_n(&guards_used, __ATOMIC_RELAXED);
+    do {
+        if (n >= guard_budget)
+            return 0;
+    } while (!__atomic_compare_exchange_n(&guards_used, &n, n + 1, 1,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return 1;
+}
+
+static void guard_give_back(void)
+{
+    __atomic_fetch_sub(&guards_used, 1, __ATOMIC_RELAXED);
 }
 
 size_t bl__page_size(void)
@@ -90,18 +130,24 @@ int bl__stack_map(bl__stack *st, size_t size)
         errno = ENOMEM;
         return -1;
     }
-    int guarded = 0;
+    int guarded = 0, mprotected = 0;
     if (guard_madvise == 1)
         guarded = madvise(p, guard_size, MADV_GUARD_INSTALL) == 0;
-    if (!guarded)
-        guarded = mprotect(p, guard_size, PROT_NONE) == 0;
+    if (!guarded && guard_take()) {
+        guarded = mprotected = mprotect(p, guard_size, PROT_NONE) == 0;
+        if (!mprotected)
+            guard_give_back();
+    }
     if (!guarded && !__atomic_exchange_n(&guard_warned, 1, __ATOMIC_RELAXED))
-        fprintf(stderr, "bluelet: warning: cannot add more stack guard pages "
-                        "(vm.max_map_count reached?); new stacks have none\n");
+        fprintf(stderr, "bluelet: warning: new green thread stacks get no "
+                        "guard pages: the kernel refused them, or they would "
+                        "take more than 3/8 of vm.max_map_count (before Linux "
+                        "6.13 each costs two mappings)\n");
     st->base = p + guard_size;
     st->size = size;
     st->map = map;
     st->next_free = NULL;
+    st->mprotected = mprotected;
     return 0;
 }
 
@@ -109,7 +155,9 @@ void bl__stack_unmap(bl__stack *st)
 {
     char *p = st->base - guard_size;
     size_t map = st->map;
-    munmap(p, map);
+    int mprotected = st->mprotected;
+    if (munmap(p, map) == 0 && mprotected)
+        guard_give_back();
 }
 
 bl__stack *bl__stack_get(bl__stack_cache *c, size_t size)
