@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-# gdb backtrace through a green thread (native builds; gdb is installed by
-# .ci/install-deps). Under sanitizers gdb works too but is slow; skip there.
+# gdb backtrace through a green thread (native builds, sanitized ones too;
+# gdb is installed by .ci/deps.sh).
 find_program(BL_GDB gdb)
 if(BL_GDB AND NOT CMAKE_CROSSCOMPILING)
   add_executable(gdb_bt_target gdb/bt_target.c)
