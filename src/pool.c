@@ -23,6 +23,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static bl__pool_job *queue_head, *queue_tail; /* jobs not yet started */
 static int nthreads, nidle;
+static int nqueued;     /* jobs in the queue */
 static int nbusy;       /* workers running a job, outside the lock */
 static int forking;     /* in fork(): workers start no job */
 static int stopping;    /* the library is being unloaded: workers leave */
@@ -67,7 +68,7 @@ static void atfork_child(void)
     pthread_cond_init(&work, NULL);
     pthread_cond_init(&quiet, NULL);
     queue_head = queue_tail = NULL;
-    nthreads = nidle = nbusy = forking = 0;
+    nthreads = nidle = nqueued = nbusy = forking = 0;
     for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
         workers[i].live = workers[i].busy = 0;
     for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
@@ -110,6 +111,7 @@ static void *worker(void *arg)
         queue_head = job->next;
         if (queue_head == NULL)
             queue_tail = NULL;
+        nqueued--;
         int slot = 0;
         while (running[slot] != NULL)
             slot++;
@@ -203,7 +205,10 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     job->next = NULL;
     pthread_once(&atfork_once, atfork_register);
     pthread_mutex_lock(&lock);
-    if (nidle == 0 && nthreads < BL_POOL_MAX_THREADS) {
+    /* Every queued job will take one of the idle workers (a signalled
+     * worker counts as idle until it wakes): start another unless one is
+     * left for this job, or a slow lookup would hold up a quick one. */
+    if (nidle <= nqueued && nthreads < BL_POOL_MAX_THREADS) {
         int rc = stopping ? EAGAIN : start_worker();
         if (rc != 0 && nthreads == 0) {
             /* No OS thread at all (out of memory or threads, or the library
@@ -221,6 +226,7 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     else
         queue_head = job;
     queue_tail = job;
+    nqueued++;
     pthread_cond_signal(&work);
     pthread_mutex_unlock(&lock);
     bl__sched_wake_ref(s, 1); /* a pending job keeps the loop alive */

@@ -153,6 +153,49 @@ static void *connects(void *arg)
     return NULL;
 }
 
+/* ---- a quick lookup does not wait behind a slow one ---- */
+
+/* Connect through `name`, and take the connection off the listener. */
+static void connect_accept(const char *name)
+{
+    bl_conn *c = bl_connect(name, port);
+    CHECK(c != NULL);
+    bl_conn *peer = bl_accept(listener);
+    CHECK(peer != NULL);
+    CHECK(bl_close(c) == 0 && bl_close(peer) == 0);
+}
+
+static void *slow_lookup(void *arg)
+{
+    (void)arg;
+    connect_accept("c" SLOW_SUFFIX);
+    return NULL;
+}
+
+/* Run first, on a pool without threads: a first lookup leaves one idle
+ * worker. A slow lookup claims it, and a quick one asked for right after
+ * (before that worker has even woken up) must get a worker of its own:
+ * it ends while the slow one still runs. */
+static void *not_behind(void *arg)
+{
+    (void)arg;
+    slow_delay = 3;
+    connect_accept("localhost");
+    bl_thread *slow = bl_spawn(NULL, slow_lookup, NULL);
+    CHECK(slow != NULL);
+    CHECK(bl_yield() == 0);          /* the slow one asks first */
+    bl_conn *c = bl_connect("localhost", port);
+    CHECK(c != NULL);
+    int running = __atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST);
+    if (running != 1)
+        CORE_FAIL("the quick lookup waited for the slow one to end");
+    bl_conn *peer = bl_accept(listener);
+    CHECK(peer != NULL);
+    CHECK(bl_close(c) == 0 && bl_close(peer) == 0);
+    CHECK(bl_join(slow, NULL) == 0);
+    return NULL;
+}
+
 /* ---- cancelled during a lookup ---- */
 
 static void *cancelled_victim(void *arg)
@@ -294,6 +337,9 @@ int main(void)
     listener = bl_listen("127.0.0.1", 0, 16);
     CHECK(listener != NULL);
     port = bl_listener_port(listener);
+
+    run_on(s, not_behind);
+    printf("a quick lookup right after a slow one does not wait for it\n");
 
     run_on(s, times_out);
     check_all_freed(s);
