@@ -398,7 +398,8 @@ BL_API ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap,
 BL_API int bl_shutdown(bl_conn *c, int how);
 
 /* Bound every later blocking call on c by `seconds` (each call gets its own
- * deadline); 0 removes the bound. Returns 0, or -1 with EINVAL (c NULL,
+ * deadline); 0 removes the bound. A read that times out reads once more
+ * first: ETIMEDOUT means nothing was there at the deadline. Returns 0, or -1 with EINVAL (c NULL,
  * seconds negative or NaN). */
 BL_API int bl_conn_set_timeout(bl_conn *c, double seconds);
 

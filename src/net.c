@@ -342,6 +342,7 @@ static inline double conn_deadline(const bl_conn *c, const bl_thread *self)
 static inline __attribute__((always_inline)) ssize_t
 read_some(bl_conn *c, bl_thread *self, void *buf, size_t len, double deadline)
 {
+    int last_try = 0;
     for (;;) {
         /* A thread of another scheduler may not wait, but may take what is
          * there: it reads even when the last read was short. */
@@ -364,6 +365,13 @@ read_some(bl_conn *c, bl_thread *self, void *buf, size_t len, double deadline)
         }
         c->drained = 0;
         int err = conn_wait(c, self, 0, deadline);
+        if (BL_UNLIKELY(err == ETIMEDOUT) && !last_try) {
+            /* Read once more before failing: bytes may be there although
+             * the timer won (it fires in the same poll as the data), or we
+             * did not read at all (the last read was short). */
+            last_try = 1;
+            continue;
+        }
         if (err != 0) {
             errno = err;
             return -1;
@@ -845,6 +853,7 @@ static int listen_addr(const struct sockaddr *sa, socklen_t len, int backlog,
 
 bl_listener *bl_listen(const char *host, int port, int backlog)
 {
+    resolve_msg[0] = '\0';     /* also when no name is looked up */
     if (port < 0 || port > 65535) {
         errno = EINVAL;
         return NULL;
@@ -1191,6 +1200,7 @@ static bl_conn *connect_addr(bl_thread *self, const struct sockaddr *sa,
 
 bl_conn *bl_connect_timeout(const char *host, int port, double timeout)
 {
+    resolve_msg[0] = '\0';     /* also when no name is looked up */
     bl_thread *self = bl__self_or_eperm();
     if (self == NULL)
         return NULL;
@@ -1217,7 +1227,11 @@ bl_conn *bl_connect_timeout(const char *host, int port, double timeout)
         if (c != NULL)
             break;
         err = errno;
-        if (err == ECANCELED || err == ETIMEDOUT)
+        /* ETIMEDOUT may be the kernel's (no answer to the SYN): then the
+         * next address may still answer. */
+        if (err == ECANCELED ||
+            (err == ETIMEDOUT && deadline >= 0 &&
+             bl__remaining(self->sched, deadline) == 0))
             break;
     }
     freeaddrinfo(res);
@@ -1314,7 +1328,9 @@ static void *serve_accept(void *p)
                 break;
         }
     }
-    bl_listener_close(sv->l);
+    if (!sv->l->closed)
+        bl_listener_close(sv->l);
+    listener_leave(sv->l);
     free(sv);
     return NULL;
 }
@@ -1352,7 +1368,12 @@ bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
         bl_listener_close(l);
         free(sv);
         errno = e;
+        return NULL;
     }
+    /* The acceptor holds l, so that it outlives a bl_listener_close() made
+     * by someone else (which wakes its bl_accept() with EBADF) until the
+     * acceptor is done with it. */
+    l->users++;
     return t;
 }
 

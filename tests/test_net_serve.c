@@ -59,6 +59,56 @@ static void test_acceptor_exdev(void)
     printf("ok: an acceptor that gets EXDEV ends and closes its listener\n");
 }
 
+/* ---- the listener closed under a waiting acceptor ---- */
+
+/* The acceptor owns its listener, but a bl_listener_close() of someone
+ * else's must not leave it with freed memory: it wakes with EBADF and ends.
+ * Before, its bl_accept() freed the listener as it returned and the
+ * acceptor then closed it again: a use after free that ASan reports (the
+ * sanitizer configuration of tests/check.sh); elsewhere it read malloc's
+ * bookkeeping. Another listener made meanwhile must stay open. */
+static void *close_under_main(void *arg)
+{
+    (void)arg;
+    bl_listener *l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(l != NULL);
+    bl_thread *acc = bl_serve_listener(NULL, l, handler, NULL);
+    CHECK(acc != NULL);
+    CHECK(bl_yield() == 0);              /* it waits in bl_accept() now */
+    CHECK(bl_listener_close(l) == 0);
+    bl_listener *l2 = bl_listen("127.0.0.1", 0, 4);
+    CHECK(l2 != NULL);
+    CHECK(bl_join(acc, NULL) == 0);      /* it ended */
+
+    /* l2 is open and accepts. */
+    int port2 = bl_listener_port(l2);
+    CHECK(port2 > 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port2);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(bl_listener_set_timeout(l2, 5) == 0);
+    bl_conn *c = bl_accept(l2);
+    if (c == NULL)
+        CORE_FAIL("bl_accept on the new listener: %s", strerror(errno));
+    CHECK(bl_close(c) == 0);
+    CHECK(bl_listener_close(l2) == 0);
+    close(fd);
+    return NULL;
+}
+
+static void test_close_under_acceptor(void)
+{
+    netb_watchdog("listener closed under its acceptor");
+    core_run_green(close_under_main, NULL);
+    alarm(0);
+    printf("ok: closing the listener of a waiting acceptor ends it\n");
+}
+
 /* ---- handler threads that cannot be spawned ---- */
 
 #define NCONN 64
@@ -205,6 +255,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_acceptor_exdev();
+    test_close_under_acceptor();
     test_spawn_fails();
     test_exit_in_handler();
     return 0;

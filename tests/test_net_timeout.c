@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 
 #define T 0.15  /* the timeout used throughout, seconds */
 
@@ -105,6 +106,51 @@ static void *recv_main(void *arg)
     recv_later(c, peer, 1.5 * T, "inf!");
     NETB_CHECK_TOOK(t0, 1.5 * T, "bl_recv after set_timeout(inf)");
 
+    CHECK(bl_close(c) == 0);
+    close(peer);
+    return NULL;
+}
+
+/* ---- bytes that are there are read, however short the bound ---- */
+
+/* Wait until the socket of c has n bytes to read (FIONREAD). */
+static void wait_readable(bl_conn *c, int n)
+{
+    for (int i = 0; i < 5000; i++) {
+        int avail = 0;
+        CHECK(ioctl(bl_conn_fd(c), FIONREAD, &avail) == 0);
+        if (avail >= n)
+            return;
+        CHECK(bl_sleep(0.001) == 0);
+    }
+    CORE_FAIL("%d bytes never arrived", n);
+}
+
+static void *tiny_bound_main(void *arg)
+{
+    (void)arg;
+    char buf[64];
+    int peer;
+    bl_conn *c = netb_tcp_pair(&peer);
+    /* Both after a read that filled the buffer and after a short one (which
+     * makes the next call wait before reading), bytes already in the
+     * socket are returned, not ETIMEDOUT. */
+    for (int shortread = 0; shortread <= 1; shortread++) {
+        CHECK(bl_conn_set_timeout(c, 0) == 0);
+        netb_write_all(peer, "abcd", 4);
+        wait_readable(c, 4);
+        CHECK(bl_recv(c, buf, shortread ? sizeof buf : 4) == 4);
+        netb_write_all(peer, "efgh", 4);
+        wait_readable(c, 4);
+        CHECK(bl_conn_set_timeout(c, 1e-7) == 0);
+        ssize_t n = bl_recv(c, buf, sizeof buf);
+        if (n != 4)
+            CORE_FAIL("bl_recv with 4 bytes waiting (last read %s): %zd (%s)",
+                      shortread ? "short" : "full", n,
+                      n < 0 ? strerror(errno) : "");
+        CHECK(memcmp(buf, "efgh", 4) == 0);
+    }
+    CHECK_ERR(bl_recv(c, buf, sizeof buf), ETIMEDOUT);   /* none waiting */
     CHECK(bl_close(c) == 0);
     close(peer);
     return NULL;
@@ -611,6 +657,8 @@ int main(void)
     NETB_RUN(recv_main, NULL);
     printf("ok: bl_recv/bl_readline time out after the bound, each call anew, "
            "nothing lost; 0 and inf remove it\n");
+    NETB_RUN(tiny_bound_main, NULL);
+    printf("ok: bytes already there are read however short the bound\n");
     NETB_RUN(dribble_main, NULL);
     printf("ok: the bound is per call: a dribbling peer does not extend it\n");
     NETB_RUN(send_main, NULL);
