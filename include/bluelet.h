@@ -383,8 +383,9 @@ BL_API ssize_t bl_readline(bl_conn *c, char *buf, size_t cap);
  *   EMSGSIZE the line does not fit in cap - 1 bytes; nothing is consumed, so
  *            the bytes can still be read with bl_recv() or a larger buffer.
  *   EINVAL   c, buf or delim NULL, cap < 2 or dlen 0.
- *   ENOMEM   no memory for c's read buffer, which grows up to cap bytes
- *            while a line is incomplete (the bytes stay readable).
+ *   ENOMEM   no memory for c's read buffer, which starts at 16 KiB and
+ *            doubles while a line is incomplete, to at most the larger
+ *            of 16 KiB and 2 * cap (the bytes stay readable).
  *   and the errors of bl_recv(). */
 BL_API ssize_t bl_readuntil(bl_conn *c, char *buf, size_t cap,
                             const void *delim, size_t dlen);
