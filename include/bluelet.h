@@ -295,7 +295,8 @@ BL_API int bl_listener_fd(const bl_listener *l);
  * connection, or NULL and sets errno: EPERM, ECANCELED, EINVAL (l NULL),
  * EBADF (l was closed while waiting), EBUSY (another thread is accepting on
  * l), ETIMEDOUT (bl_listener_set_timeout), EXDEV (l is tied to another
- * scheduler and no connection is queued; see bl_conn_new()), or another
+ * scheduler and the call would have to wait: no connection is queued, or
+ * the process is out of descriptors or memory; see bl_conn_new()), or another
  * error of accept(2) (such as EPERM from a firewall rule).
  * Connections aborted before they were accepted are skipped. */
 BL_API bl_conn *bl_accept(bl_listener *l);
