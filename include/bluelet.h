@@ -144,7 +144,10 @@ BL_API struct ev_loop *bl_sched_loop(bl_sched *s);
 /* ------------------------------------------------------------------------ */
 
 /* Options for bl_spawn_ex(). Zero-initialise it and set .size to
- * sizeof(bl_spawn_opts); fields added in later versions default to zero. */
+ * sizeof(bl_spawn_opts); fields added in later versions default to zero.
+ * Later fields go after the end of this struct, never into its padding
+ * (which is not checked: compilers need not zero it), so .size always
+ * tells which fields a caller knows. */
 typedef struct bl_spawn_opts {
     size_t size;        /* sizeof(bl_spawn_opts) */
     size_t stack_size;  /* 0: the scheduler's default */

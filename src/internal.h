@@ -173,6 +173,9 @@ struct bl_thread {
 
 #define BL_THREAD_MAGIC 0x626c5468u /* "blTh" */
 
+/* Thread slots are allocated this many at a time (bl_sched.chunks). */
+#define BL_SLOTS_PER_CHUNK 64
+
 struct bl_sched {
     bl_thread *current;        /* the running green thread, or NULL */
     bl_thread *ready_head, *ready_tail;

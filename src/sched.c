@@ -43,7 +43,6 @@
 #endif
 
 #define BL_POLL_INTERVAL 0.0005 /* seconds between polls while busy */
-#define BL_SLOTS_PER_CHUNK 64
 
 __thread bl_sched *bl__cur __attribute__((tls_model("initial-exec")));
 

@@ -36,7 +36,9 @@
 
 static size_t page_size;
 static size_t guard_size;
-/* 1: MADV_GUARD_INSTALL works; 0: use mprotect; -1: not probed yet. */
+/* 1: MADV_GUARD_INSTALL works; 0: use mprotect; -1: not known yet (the
+ * probe needs a pipe and a page: probed again at each new stack until it
+ * could tell). Atomic. */
 static int guard_madvise = -1;
 static int guard_warned;
 /* Stacks that may have an mprotect()ed guard at once, and how many do. */
@@ -61,13 +63,17 @@ static long max_map_count(void)
 
 /* Does MADV_GUARD_INSTALL really make the pages inaccessible? Emulators
  * (qemu-user) accept unknown advice and do nothing, so probe: a write(2) from
- * a guarded page fails with EFAULT. */
+ * a guarded page fails with EFAULT. 1 or 0, or -1 when it cannot tell (no
+ * descriptor or memory left for the probe). Keeps errno. */
 static int probe_guard_madvise(void)
 {
+    int saved = errno;
     char *p = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return 0;
+    if (p == MAP_FAILED) {
+        errno = saved;
+        return -1;
+    }
     int ok = 0;
     if (madvise(p, page_size, MADV_GUARD_INSTALL) == 0) {
         int fds[2];
@@ -75,10 +81,25 @@ static int probe_guard_madvise(void)
             ok = write(fds[1], p, 1) < 0 && errno == EFAULT;
             close(fds[0]);
             close(fds[1]);
+        } else {
+            ok = -1;
         }
     }
     munmap(p, page_size);
+    errno = saved;
     return ok;
+}
+
+/* Whether to guard with MADV_GUARD_INSTALL; probes again while unknown. */
+static int use_guard_madvise(void)
+{
+    int g = __atomic_load_n(&guard_madvise, __ATOMIC_RELAXED);
+    if (BL_UNLIKELY(g < 0)) {
+        g = probe_guard_madvise();
+        if (g >= 0)
+            __atomic_store_n(&guard_madvise, g, __ATOMIC_RELAXED);
+    }
+    return g;
 }
 
 static void init(void)
@@ -86,7 +107,7 @@ static void init(void)
     long ps = sysconf(_SC_PAGESIZE);
     page_size = ps > 0 ? (size_t)ps : 4096;
     guard_size = page_size > 16384 ? page_size : 16384;
-    guard_madvise = probe_guard_madvise();
+    __atomic_store_n(&guard_madvise, probe_guard_madvise(), __ATOMIC_RELAXED);
     guard_budget = (size_t)max_map_count() / 8 * 3;
 }
 
@@ -131,7 +152,7 @@ int bl__stack_map(bl__stack *st, size_t size)
         return -1;
     }
     int guarded = 0, mprotected = 0;
-    if (guard_madvise == 1)
+    if (use_guard_madvise() == 1)
         guarded = madvise(p, guard_size, MADV_GUARD_INSTALL) == 0;
     if (!guarded && guard_take()) {
         guarded = mprotected = mprotect(p, guard_size, PROT_NONE) == 0;
@@ -319,23 +340,47 @@ static void report_overflow(const bl_thread *t)
     (void)r;
 }
 
+static int in_guard(const bl__stack *st, const char *addr)
+{
+    return st != NULL && addr < st->base && addr >= st->base - guard_size;
+}
+
+/* The thread of s whose stack guard holds addr, or NULL. Mostly the running
+ * one; but a switch names the next thread current before it pushes the
+ * registers of the one it leaves (which may be parked or ready, or going
+ * to the scheduler with no thread current), so the others are looked at
+ * too: reading slots and stack descriptors only, as a handler may. */
+static const bl_thread *guard_owner(const bl_sched *s, const char *addr)
+{
+    const bl_thread *t = s->current;
+    if (t != NULL && in_guard(t->stack, addr))
+        return t;
+    for (size_t c = 0; c < s->nchunks; c++)
+        for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++) {
+            t = &s->chunks[c][i];
+            if ((t->state == BL_T_READY || t->state == BL_T_BLOCKED ||
+                 t->state == BL_T_RUNNING) && in_guard(t->stack, addr))
+                return t;
+        }
+    return NULL;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
     bl_sched *s = bl__cur;
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
-    if (s != NULL && s->current != NULL && s->current->stack != NULL) {
-        const bl__stack *st = s->current->stack;
-        const char *addr = si->si_addr;
-        if (addr < st->base && addr >= st->base - guard_size) {
-            report_overflow(s->current);
-            old = NULL;
-        }
+    const bl_thread *t = s != NULL ? guard_owner(s, si->si_addr) : NULL;
+    if (t != NULL) {
+        report_overflow(t);
+        old = NULL;
     }
     if (old != NULL && (old->sa_flags & SA_SIGINFO) &&
         old->sa_sigaction != NULL) {
         old->sa_sigaction(sig, si, uc);
         return;
     }
+    if (old != NULL && old->sa_handler == SIG_IGN && si->si_code <= 0)
+        return;     /* a sent signal the application ignores */
     if (old != NULL && old->sa_handler != SIG_DFL &&
         old->sa_handler != SIG_IGN) {
         old->sa_handler(sig);
@@ -352,6 +397,8 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         raise(sig);
 }
 
+static int handler_installed;
+
 static void install_handler(void)
 {
     struct sigaction sa;
@@ -361,6 +408,24 @@ static void install_handler(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &old_segv);
     sigaction(SIGBUS, &sa, &old_bus);
+    handler_installed = 1;
+}
+
+/* Put the handlers we replaced back where ours is still installed, when the
+ * library is unloaded (dlclose(); at exit too): ours would point into
+ * unmapped code. */
+__attribute__((destructor)) static void uninstall_handler(void)
+{
+    if (!handler_installed)
+        return;
+    static const int sigs[2] = {SIGSEGV, SIGBUS};
+    for (int i = 0; i < 2; i++) {
+        struct sigaction cur;
+        if (sigaction(sigs[i], NULL, &cur) == 0 &&
+            (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
+            sigaction(sigs[i], sigs[i] == SIGSEGV ? &old_segv : &old_bus,
+                      NULL);
+    }
 }
 
 void bl__overflow_handler_install(void)

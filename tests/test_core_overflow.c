@@ -13,6 +13,7 @@
  */
 #include "core_util.h"
 
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -75,6 +76,136 @@ static int child_unnamed_default(void)
     CHECK(t != NULL && bl_thread_id(t) == 5);
     bl_sched_run(s);
     return 3;
+}
+
+/* ---- an overflow inside a switch ---- */
+
+/* A thread whose stack is all but full calls bl_yield(): the fault may come
+ * in the switch itself, which pushes on the stack it leaves after naming
+ * the next thread current. Each headroom (bytes left above the guard when
+ * bl_yield() is called) runs in its own child. */
+static long headroom;
+
+/* The lowest byte of the stack holding addr: the first page below that
+ * cannot be read is the guard (write(2) from it fails with EFAULT). */
+static char *stack_low_end(void *addr)
+{
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    char *p = (char *)((uintptr_t)addr & ~(ps - 1));
+    char c;
+    while (write(fds[1], p - ps, 1) == 1) {
+        CHECK(read(fds[0], &c, 1) == 1);
+        p -= ps;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return p;
+}
+
+/* Call bl_yield() with the stack pointer at sp. */
+static void yield_on(char *sp)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("mov %%rsp, %%rbx\n\t"
+                     "mov %0, %%rsp\n\t"
+                     "call bl_yield@PLT\n\t"
+                     "mov %%rbx, %%rsp"
+                     :
+                     : "r"(sp)
+                     : "rbx", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9",
+                       "r10", "r11", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+                       "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+                       "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory",
+                       "cc");
+#elif defined(__aarch64__)
+    __asm__ volatile("mov x19, sp\n\t"
+                     "mov sp, %0\n\t"
+                     "bl bl_yield\n\t"
+                     "mov sp, x19"
+                     :
+                     : "r"(sp)
+                     : "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8",
+                       "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16",
+                       "x17", "x18", "x19", "x30", "v0", "v1", "v2", "v3",
+                       "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19",
+                       "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27",
+                       "v28", "v29", "v30", "v31", "memory", "cc");
+#else
+#error "yield_on: add this architecture"
+#endif
+}
+
+static void *yield_near_guard(void *arg)
+{
+    (void)arg;
+    char here;
+    CHECK(bl_yield() == 0);     /* bind bl_yield's PLT slot first */
+    yield_on(stack_low_end(&here) + headroom);
+    return NULL;
+}
+
+static void *other(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++)
+        CHECK(bl_yield() == 0);
+    return NULL;
+}
+
+static int child_switch(void)
+{
+    no_core();
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
+    bl_spawn_opts o = {.size = sizeof o, .name = "tight"};
+    CHECK(bl_spawn_ex(s, yield_near_guard, NULL, &o) != NULL);
+    CHECK(bl_spawn(s, other, NULL) != NULL);
+    bl_sched_run(s);
+    return 0;   /* enough room for the switch */
+}
+
+static void test_overflow_in_switch(void)
+{
+    static const char *const want[] = {"stack overflow", "\"tight\"", NULL};
+    int died = 0;
+    for (headroom = 0; headroom <= 512; headroom += 16) {
+        static core_child c;
+        core_run_child(child_switch, 60.0, &c);
+        if (WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0)
+            continue;
+        char what[64];
+        snprintf(what, sizeof what, "bl_yield %ld bytes above the guard",
+                 headroom);
+        died++;
+        int by_segv = WIFSIGNALED(c.status) &&
+                      (WTERMSIG(c.status) == SIGSEGV ||
+                       WTERMSIG(c.status) == SIGBUS);
+        char st[64];
+        core_child_describe(&c, st, sizeof st);
+        if (!by_segv || strstr(c.err, want[0]) == NULL ||
+            strstr(c.err, want[1]) == NULL)
+            CORE_FAIL("%s: child %s, stderr:\n%s", what, st, c.err);
+    }
+    CHECK(died > 0);
+    printf("overflow in a switch: reported at each of %d headrooms that "
+           "overflowed\n", died);
+}
+
+/* ---- a SIGSEGV the application ignores stays ignored ---- */
+
+static int child_sigign(void)
+{
+    no_core();
+    CHECK(signal(SIGSEGV, SIG_IGN) != SIG_ERR);
+    bl_sched *s = bl_sched_new();
+    CHECK(s != NULL);
+    CHECK(bl_spawn(s, trivial, NULL) != NULL);
+    CHECK(bl_sched_run(s) == 0);
+    raise(SIGSEGV);     /* sent, not a fault: ignored */
+    bl_sched_free(s);
+    return 0;
 }
 
 static void *bad_access(void *arg)
@@ -145,6 +276,12 @@ int main(void)
     const char *const unnamed[] = {"stack overflow", "#5", def, NULL};
     check_overflow_child("unnamed thread, default stack",
                          child_unnamed_default, unnamed);
+
+    test_overflow_in_switch();
+
+    core_run_child_ok("SIGSEGV ignored by the application, then raised",
+                      child_sigign, 60.0);
+    printf("a sent SIGSEGV the application ignores: still ignored\n");
 
     /* A bad access in a green thread (not an overflow): SIGSEGV (under ASan
      * its SEGV report), but no overflow message. */

@@ -4,13 +4,15 @@
  * is unloaded: dlopen() libbluelet, make a name lookup (which starts a pool
  * thread), dlclose(), and count this process's threads. A thread left behind
  * would run code that is no longer mapped; memory checkers would report its
- * resolver state as lost.
+ * resolver state as lost. Likewise the library's SIGSEGV and SIGBUS handler
+ * (stack overflow reports): the application's own handlers must be back.
  *
  *   usage: test_pool_unload path/to/libbluelet.so
  */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,15 @@ static void *lookup(void *arg)
     return NULL;
 }
 
+static volatile sig_atomic_t app_caught;
+
+static void app_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)si;
+    (void)uc;
+    app_caught = sig;
+}
+
 #define SYM(lib, name) dlsym_or_fail(lib, name)
 static void *dlsym_or_fail(void *lib, const char *name)
 {
@@ -81,6 +92,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s libbluelet.so\n", argv[0]);
         return 2;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = app_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, NULL) != 0 || sigaction(SIGBUS, &sa, NULL) != 0)
+        fail("sigaction");
     int before = count_threads();
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL)
@@ -118,5 +136,29 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("ok: no pool thread outlives the library\n");
+
+    if (dlopen(argv[1], RTLD_NOW | RTLD_NOLOAD) != NULL) {
+        printf("note: the library stayed loaded; signal handlers not "
+               "checked\n");
+        return 0;
+    }
+    static const int sigs[2] = {SIGSEGV, SIGBUS};
+    for (int i = 0; i < 2; i++) {
+        struct sigaction cur;
+        if (sigaction(sigs[i], NULL, &cur) != 0)
+            fail("sigaction");
+        if (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != app_handler) {
+            fprintf(stderr, "FAIL: after dlclose the handler of signal %d "
+                            "is not the application's again\n", sigs[i]);
+            return 1;
+        }
+    }
+    raise(SIGSEGV);
+    if (app_caught != SIGSEGV) {
+        fprintf(stderr, "FAIL: the application's SIGSEGV handler did not "
+                        "run\n");
+        return 1;
+    }
+    printf("ok: the application's SIGSEGV and SIGBUS handlers are back\n");
     return 0;
 }
