@@ -28,6 +28,14 @@
 #if defined(__SANITIZE_ADDRESS__) && !defined(BL_ASAN)
 #define BL_ASAN 1
 #endif
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BL_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(BL_TSAN)
+#define BL_TSAN 1
+#endif
 
 /* ---- context switch (src/arch/<arch>/switch.S) ---- */
 
@@ -167,6 +175,9 @@ struct bl_thread {
 #ifdef BL_ASAN
     void *asan_fake;
 #endif
+#ifdef BL_TSAN
+    void *tsan_fiber;          /* made by spawn, destroyed by the next one */
+#endif
     double watch_end;          /* when its last pause ended */
     char name[32];
 } __attribute__((aligned(64)));
@@ -201,6 +212,9 @@ struct bl_sched {
     void *main_stack_bottom;
     size_t main_stack_size;
     void *main_fake;
+#endif
+#ifdef BL_TSAN
+    void *tsan_main;           /* the TSan fiber of bl_sched_run()'s caller */
 #endif
     /* Wake-ups from other OS threads (the lookup pool), see sched.c. */
     ev_io wake_io;             /* watches wake_fd[0] */

@@ -505,6 +505,9 @@ int bl_sched_run(bl_sched *s)
 #ifdef BL_ASAN
     main_stack_bounds(s);
 #endif
+#ifdef BL_TSAN
+    s->tsan_main = __tsan_get_current_fiber();
+#endif
     int rc = 0;
     for (;;) {
         if (s->nlive == 0)
@@ -534,7 +537,7 @@ int bl_sched_run(bl_sched *s)
             continue;
         next->state = BL_T_RUNNING;
         s->current = next;
-        ASAN_START(s, &s->main_fake, next);
+        SWITCH_OUT(s, &s->main_fake, next);
         bl__switch(&s->main_sp, next->sp);
         switched_in(s, ASAN_FAKE(s->main_fake));
     }
@@ -597,6 +600,12 @@ void bl_sched_free(bl_sched *s)
     wake_close(s);
     ev_loop_destroy(s->loop);
     bl__stack_cache_clear(&s->stacks);
+#ifdef BL_TSAN
+    for (size_t c = 0; c < s->nchunks; c++)
+        for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++)
+            if (s->chunks[c][i].tsan_fiber != NULL)
+                __tsan_destroy_fiber(s->chunks[c][i].tsan_fiber);
+#endif
     for (size_t i = 0; i < s->nchunks; i++)
         free(s->chunks[i]);
     free(s->chunks);
@@ -656,16 +665,30 @@ static void *ctx_init(bl__stack *st, bl_thread *t)
 
 static void set_name(bl_thread *t, const char *name)
 {
-    if (name == NULL) {
-        t->name[0] = '\0';
-        return;
-    }
-    size_t n = strlen(name);
+    size_t n = name != NULL ? strlen(name) : 0;
     if (n > sizeof t->name - 1)
         n = sizeof t->name - 1;
-    memmove(t->name, name, n);  /* name may point into t->name */
+    if (n > 0)
+        memmove(t->name, name, n);  /* name may point into t->name */
     t->name[n] = '\0';
+#ifdef BL_TSAN
+    if (t->tsan_fiber != NULL)
+        __tsan_set_fiber_name(t->tsan_fiber, t->name);
+#endif
 }
+
+#ifdef BL_TSAN
+/* A fresh fiber for the thread in slot t: the last one's call stack ends
+ * where its thread did (bl_exit() or thread_start() never return), so it is
+ * not reused. It is destroyed here, from another thread's fiber, because a
+ * running fiber cannot be. */
+static void tsan_fiber_new(bl_thread *t)
+{
+    if (t->tsan_fiber != NULL)
+        __tsan_destroy_fiber(t->tsan_fiber);
+    t->tsan_fiber = __tsan_create_fiber(0);
+}
+#endif
 
 /* Fill in a new thread in slot t with stack st and queue it. sched, magic
  * and the watchers were set when the slot was made; joiner is cleared by
@@ -684,6 +707,9 @@ spawn_init(bl_sched *s, bl_thread *t, bl__stack *st, bl_func fn, void *arg,
     t->arg = arg;
     t->stack = st;
     t->id = ++s->next_id;
+#ifdef BL_TSAN
+    tsan_fiber_new(t);
+#endif
     if (BL_LIKELY(name == NULL))
         t->name[0] = '\0';
     else
@@ -821,7 +847,7 @@ thread_end(bl_thread *t, void *result)
      * ASan either). */
     bl_thread *next = take_next(s);
     s->current = next;
-    ASAN_START(s, NULL, next);
+    SWITCH_OUT(s, NULL, next);
     void *to = next != NULL ? next->sp : s->main_sp;
     /* Entered by a jump, not a call: its `ret` pops the predictor entry
      * pushed by the call that first switched into this thread. */
@@ -894,7 +920,7 @@ int bl_yield(void)
         s->ready_tail = self;
         next->state = BL_T_RUNNING;
         s->current = next;
-        ASAN_START(s, &self->asan_fake, next);
+        SWITCH_OUT(s, &self->asan_fake, next);
         bl__switch(&self->sp, next->sp);
         self = bl__cur->current;
         switched_in(self->sched, ASAN_FAKE(self->asan_fake));

@@ -16,6 +16,9 @@
 #ifdef BL_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+#ifdef BL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define BL_POLL_CHECK_MASK 63u  /* read the clock every 64 switches */
 
@@ -35,6 +38,11 @@ static inline void enqueue(bl_sched *s, bl_thread *t)
 
 /* ---- switching ---- */
 
+/* Sanitizers are told about every switch: SWITCH_OUT(s, save, to) right
+ * before bl__switch() to thread `to` (NULL: the scheduler context), with
+ * `save` where ASan keeps the fake stack of the context switched out (NULL
+ * when that context ends); switched_in() right after, in the context that
+ * was switched to. */
 #ifdef BL_ASAN
 #define ASAN_FAKE(p) (p)
 #define ASAN_START(s, save, to) asan_start((s), (save), (to))
@@ -42,6 +50,22 @@ static inline void enqueue(bl_sched *s, bl_thread *t)
 #define ASAN_FAKE(p) NULL
 #define ASAN_START(s, save, to) ((void)0)
 #endif
+
+#ifdef BL_TSAN
+/* Each green thread is a TSan fiber (made by spawn_init()), so that TSan
+ * keeps a call stack per thread; a switch orders what the thread switched
+ * out did before what the next one does, as it does on one OS thread. */
+#define TSAN_START(s, to)                                                    \
+    __tsan_switch_to_fiber((to) != NULL ? (to)->tsan_fiber : (s)->tsan_main, 0)
+#else
+#define TSAN_START(s, to) ((void)0)
+#endif
+
+#define SWITCH_OUT(s, save, to)                                              \
+    do {                                                                     \
+        ASAN_START(s, save, to);                                             \
+        TSAN_START(s, to);                                                   \
+    } while (0)
 
 #ifdef BL_ASAN
 static inline void asan_start(bl_sched *s, void **fake, bl_thread *to)
@@ -125,7 +149,7 @@ run_next(bl_sched *s, bl_thread *self, void **save)
     if (next == self)
         return;
     s->current = next;
-    ASAN_START(s, &self->asan_fake, next);
+    SWITCH_OUT(s, &self->asan_fake, next);
     bl__switch(save, next != NULL ? next->sp : s->main_sp);
     switched_in(s, ASAN_FAKE(self->asan_fake));
 }

@@ -30,11 +30,16 @@ if(TEST core_many)
   set_tests_properties(core_many PROPERTIES TIMEOUT 300)
 endif()
 if(TEST core_guardprobe)
-  # 77: the kernel has no MADV_GUARD_INSTALL (before 6.13, qemu-user).
+  # 77: the kernel has no MADV_GUARD_INSTALL (before 6.13, qemu-user), or
+  # ThreadSanitizer's shadow memory hides the mappings.
   set_tests_properties(core_guardprobe PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+if(TEST core_tsan)
+  # 77: not built with ThreadSanitizer (BLUELET_TSAN).
+  set_tests_properties(core_tsan PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+endif()
 if(TEST core_oldguard)
-  # 77: vm.max_map_count too large to exceed here.
+  # 77: vm.max_map_count too large to exceed here, or ThreadSanitizer.
   set_tests_properties(core_oldguard PROPERTIES TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endif()

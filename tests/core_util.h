@@ -34,11 +34,23 @@
 #define CORE_ASAN 1
 #endif
 
+/* By ThreadSanitizer? Every green thread is a TSan fiber then, and TSan
+ * allows 8128 threads and fibers alive at once. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORE_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(CORE_TSAN)
+#define CORE_TSAN 1
+#endif
+
 /* Heavy loops are scaled down under qemu (tests/CMakeLists.txt defines
- * CORE_EMULATED for every test when cross-compiling) and under ASan. */
+ * CORE_EMULATED for every test when cross-compiling) and under ASan or
+ * TSan. */
 #if defined(CORE_EMULATED)
 #define CORE_SLOW 1
-#elif defined(CORE_ASAN)
+#elif defined(CORE_ASAN) || defined(CORE_TSAN)
 #define CORE_SLOW 1
 #else
 #define CORE_SLOW 0
