@@ -6,12 +6,14 @@
 #   clang    clang, -Wall -Wextra -Werror; tests on libev's poll backend
 #            (LIBEV_FLAGS=2) instead of epoll
 #   asan     gcc, AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan     gcc, ThreadSanitizer (green threads are TSan fibers); any
+#            report fails its test (TSan's exit status 66)
 #   aarch64  cross build with aarch64-linux-gnu-gcc, every test under qemu-aarch64
 #   cmake318 gcc, configured, built and tested with CMake 3.18 (Debian 11's),
 #            the oldest CMakeLists.txt accepts, fetched by tests/cmake_min.sh;
 #            skipped (and said so) when it cannot be downloaded, unless
 #            BL_REQUIRE_CMAKE318 is set (CI sets it)
-# Usage: tests/check.sh [config...]   (default: all five)
+# Usage: tests/check.sh [config...]   (default: all six)
 # Under qemu, -L / runs the binaries with the arm64 multiarch ld.so and libc
 # (libc6:arm64, pulled in by libev-dev:arm64): ld.so from the cross prefix
 # with that newer libc.so.6 spins in pthread_create.
@@ -22,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan aarch64 cmake318)
+[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan tsan aarch64 cmake318)
 
 passed=0
 failed=0
@@ -87,6 +89,9 @@ for c in "${configs[@]}"; do
     asan)
       run_config asan -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
         -DBLUELET_SANITIZE=ON ;;
+    tsan)
+      run_config tsan -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
+        -DBLUELET_TSAN=ON ;;
     aarch64)
       run_config aarch64 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
@@ -108,7 +113,7 @@ for c in "${configs[@]}"; do
         failed=$((failed + 1)); failures+=("cmake318: tests/cmake_min.sh (exit $rc)")
       fi ;;
     *)
-      echo "unknown configuration: $c (gcc, clang, asan, aarch64, cmake318)" >&2
+      echo "unknown configuration: $c (gcc, clang, asan, tsan, aarch64, cmake318)" >&2
       exit 2 ;;
   esac
 done

@@ -369,6 +369,11 @@ int main(void)
     printf("skip: lookup in a child of fork() (emulated)\n");
     (void)test_fork;
     (void)test_fork_during_lookup;
+#elif defined(CORE_TSAN)
+    /* So does ThreadSanitizer (die_after_fork). */
+    printf("skip: lookup in a child of fork() (ThreadSanitizer)\n");
+    (void)test_fork;
+    (void)test_fork_during_lookup;
 #else
     test_fork();
     printf("lookup in a child of fork(): works\n");

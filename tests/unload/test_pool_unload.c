@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,11 @@ static void *dlsym_or_fail(void *lib, const char *name)
     return p;
 }
 
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -99,6 +105,13 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, NULL) != 0 || sigaction(SIGBUS, &sa, NULL) != 0)
         fail("sigaction");
+    /* A runtime that starts a thread of its own at the first
+     * pthread_create() (ThreadSanitizer's background thread) has it now, so
+     * that it is counted before dlopen() as well as after dlclose(). */
+    pthread_t th;
+    if (pthread_create(&th, NULL, nothing, NULL) != 0 ||
+        pthread_join(th, NULL) != 0)
+        fail("pthread_create");
     int before = count_threads();
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL)
