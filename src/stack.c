@@ -365,25 +365,50 @@ static const bl_thread *guard_owner(const bl_sched *s, const char *addr)
     return NULL;
 }
 
+/* Run the handler we replaced as the kernel would have: with its sa_mask
+ * (and sig, unless SA_NODEFER) blocked, and, with SA_RESETHAND, only once:
+ * the default action holds from then on. */
+static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
+{
+    struct sigaction h = *old;
+    if (h.sa_flags & SA_RESETHAND) {
+        memset(old, 0, sizeof *old);
+        old->sa_handler = SIG_DFL;
+        sigemptyset(&old->sa_mask);
+    }
+    sigset_t mask = h.sa_mask, saved;
+    if (!(h.sa_flags & SA_NODEFER))
+        sigaddset(&mask, sig);
+    pthread_sigmask(SIG_BLOCK, &mask, &saved);
+    if (h.sa_flags & SA_SIGINFO)
+        h.sa_sigaction(sig, si, uc);
+    else
+        h.sa_handler(sig);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
     bl_sched *s = bl__cur;
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
-    const bl_thread *t = s != NULL ? guard_owner(s, si->si_addr) : NULL;
+    /* Only a fault (si_code > 0) has an address: a sent signal's si_addr
+     * overlays the sender's pid and uid. */
+    const bl_thread *t = s != NULL && si->si_code > 0
+                             ? guard_owner(s, si->si_addr) : NULL;
     if (t != NULL) {
         report_overflow(t);
         old = NULL;
     }
     if (old != NULL && (old->sa_flags & SA_SIGINFO) &&
         old->sa_sigaction != NULL) {
-        old->sa_sigaction(sig, si, uc);
+        chain(old, sig, si, uc);
         return;
     }
     if (old != NULL && old->sa_handler == SIG_IGN && si->si_code <= 0)
         return;     /* a sent signal the application ignores */
     if (old != NULL && old->sa_handler != SIG_DFL &&
         old->sa_handler != SIG_IGN) {
-        old->sa_handler(sig);
+        chain(old, sig, si, uc);
         return;
     }
     /* Die of the signal: restore the default action. A fault re-executes the

@@ -208,6 +208,48 @@ static int child_sigign(void)
     return 0;
 }
 
+/* ---- a handler of the application's, chained to, runs as the kernel
+ * would run it: with its sa_mask, and once with SA_RESETHAND ---- */
+
+static volatile sig_atomic_t app_calls, app_usr1_blocked;
+
+static void app_segv(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    (void)uc;
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    app_usr1_blocked = sigismember(&cur, SIGUSR1);
+    app_calls++;
+}
+
+static int child_chain_flags(void)
+{
+    no_core();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = app_segv;
+    sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGUSR1);
+    CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+    bl_sched *s = bl_sched_new();    /* installs the library's handler */
+    CHECK(s != NULL);
+    CHECK(bl_spawn(s, trivial, NULL) != NULL);
+    CHECK(bl_sched_run(s) == 0);
+    raise(SIGSEGV);     /* chained to app_segv */
+    CHECK(app_calls == 1);
+    CHECK(app_usr1_blocked);
+    sigset_t cur;
+    CHECK(pthread_sigmask(SIG_BLOCK, NULL, &cur) == 0);
+    CHECK(!sigismember(&cur, SIGUSR1));
+    fprintf(stderr, "app handler ran once, with SIGUSR1 blocked\n");
+    raise(SIGSEGV);     /* SA_RESETHAND: the default action now */
+    fprintf(stderr, "still alive after the second SIGSEGV\n");
+    return 3;
+}
+
 static void *bad_access(void *arg)
 {
     /* Not a NULL dereference (UBSan would catch that first): a read of a
@@ -282,6 +324,18 @@ int main(void)
     core_run_child_ok("SIGSEGV ignored by the application, then raised",
                       child_sigign, 60.0);
     printf("a sent SIGSEGV the application ignores: still ignored\n");
+
+    {
+        static core_child c;
+        core_run_child(child_chain_flags, 60.0, &c);
+        char st[64];
+        core_child_describe(&c, st, sizeof st);
+        printf("--- chained handler with sa_mask and SA_RESETHAND: child %s; "
+               "stderr:\n%s", st, c.err);
+        CHECK(WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGSEGV);
+        CHECK(strstr(c.err, "app handler ran once, with SIGUSR1 blocked") !=
+              NULL);
+    }
 
     /* A bad access in a green thread (not an overflow): SIGSEGV (under ASan
      * or TSan the sanitizer's SEGV report), but no overflow message. */
