@@ -351,7 +351,7 @@ int main(void)
     CHECK(WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGSEGV);
 #else
     CHECK((WIFSIGNALED(c.status) && WTERMSIG(c.status) == SIGSEGV) ||
-          strstr(c.err, "SEGV") != NULL);
+          strstr(c.err, "Sanitizer:DEADLYSIGNAL") != NULL);
 #endif
     if (strstr(c.err, "stack overflow") != NULL)
         CORE_FAIL("a bad access was reported as a stack overflow");
