@@ -1342,6 +1342,12 @@ bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
         errno = EINVAL;
         return NULL;
     }
+    /* Tied to a scheduler running in another OS thread: an acceptor could
+     * neither accept on l nor close it (both EXDEV), and l would leak. */
+    if (bl__foreign(l->s)) {
+        errno = EXDEV;
+        return NULL;
+    }
     if (h == NULL || (s == NULL && bl_self() == NULL)) {
         bl_listener_close(l);
         errno = EINVAL;

@@ -8,6 +8,7 @@
 #include "netb_util.h"
 
 #include <malloc.h>
+#include <pthread.h>
 
 static int handled;
 
@@ -57,6 +58,66 @@ static void test_acceptor_exdev(void)
     bl_sched_free(a);
     alarm(0);
     printf("ok: an acceptor that gets EXDEV ends and closes its listener\n");
+}
+
+/* ---- a listener tied to a scheduler running in another OS thread:
+ * refused at once, and left to its owner ---- */
+
+static int f_go[2];         /* main -> owner: bl_serve_listener() is done */
+static int f_ready;         /* owner -> main: the listener is tied */
+
+static void *f_owner(void *arg)
+{
+    (void)arg;
+    char b;
+    CHECK(bl_listener_set_timeout(tied_l, 0.01) == 0);
+    CHECK(bl_accept(tied_l) == NULL && errno == ETIMEDOUT);
+    CHECK(bl_listener_set_timeout(tied_l, 0) == 0);
+    __atomic_store_n(&f_ready, 1, __ATOMIC_RELEASE);
+    CHECK(bl_wait_fd(f_go[0], BL_READ, 60) == BL_READ);
+    CHECK(read(f_go[0], &b, 1) == 1);
+    /* Still open, and still works here. */
+    int fd = netb_raw_connect(bl_listener_port(tied_l));
+    bl_conn *c = bl_accept(tied_l);
+    CHECK(c != NULL);
+    CHECK(bl_close(c) == 0 && close(fd) == 0);
+    CHECK(bl_listener_close(tied_l) == 0);
+    return NULL;
+}
+
+static void *f_os_thread(void *arg)
+{
+    CHECK(bl_sched_run(arg) == 0);
+    return NULL;
+}
+
+static void test_serve_foreign(void)
+{
+    netb_watchdog("serving a listener tied to a running scheduler");
+    CHECK(pipe(f_go) == 0);
+    tied_l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(tied_l != NULL);
+    bl_sched *a = bl_sched_new();
+    CHECK(a != NULL);
+    CHECK(bl_spawn(a, f_owner, NULL) != NULL);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, f_os_thread, a) == 0);
+    while (!__atomic_load_n(&f_ready, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    bl_sched *b = bl_sched_new();
+    CHECK(b != NULL);
+    errno = 0;
+    CHECK(bl_serve_listener(b, tied_l, handler, NULL) == NULL);
+    CHECK_EQ_LL(errno, EXDEV);
+    CHECK_EQ_LL(bl_sched_nthreads(b), 0);
+    CHECK(write(f_go[1], "g", 1) == 1);
+    CHECK(pthread_join(th, NULL) == 0);
+    bl_sched_free(b);
+    bl_sched_free(a);
+    CHECK(close(f_go[0]) == 0 && close(f_go[1]) == 0);
+    alarm(0);
+    printf("ok: serving a listener tied to a scheduler running elsewhere "
+           "fails with EXDEV and leaves it to its owner\n");
 }
 
 /* ---- the listener closed under a waiting acceptor ---- */
@@ -255,6 +316,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_acceptor_exdev();
+    test_serve_foreign();
     test_close_under_acceptor();
     test_spawn_fails();
     test_exit_in_handler();
