@@ -176,7 +176,7 @@ struct bl_thread {
     void *asan_fake;
 #endif
 #ifdef BL_TSAN
-    void *tsan_fiber;          /* made by spawn, destroyed by the next one */
+    void *tsan_fiber;          /* made by spawn, gone when the thread ends */
 #endif
     double watch_end;          /* when its last pause ended */
     char name[32];
@@ -215,6 +215,7 @@ struct bl_sched {
 #endif
 #ifdef BL_TSAN
     void *tsan_main;           /* the TSan fiber of bl_sched_run()'s caller */
+    void *tsan_ended;          /* an ended thread's fiber, see switched_in() */
 #endif
     /* Wake-ups from other OS threads (the lookup pool), see sched.c. */
     ev_io wake_io;             /* watches wake_fd[0] */

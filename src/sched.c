@@ -601,10 +601,13 @@ void bl_sched_free(bl_sched *s)
     ev_loop_destroy(s->loop);
     bl__stack_cache_clear(&s->stacks);
 #ifdef BL_TSAN
+    /* Fibers of threads that never ended (their stacks were unmapped). */
     for (size_t c = 0; c < s->nchunks; c++)
         for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++)
             if (s->chunks[c][i].tsan_fiber != NULL)
                 __tsan_destroy_fiber(s->chunks[c][i].tsan_fiber);
+    if (s->tsan_ended != NULL)
+        __tsan_destroy_fiber(s->tsan_ended);
 #endif
     for (size_t i = 0; i < s->nchunks; i++)
         free(s->chunks[i]);
@@ -677,18 +680,6 @@ static void set_name(bl_thread *t, const char *name)
 #endif
 }
 
-#ifdef BL_TSAN
-/* A fresh fiber for the thread in slot t: the last one's call stack ends
- * where its thread did (bl_exit() or thread_start() never return), so it is
- * not reused. It is destroyed here, from another thread's fiber, because a
- * running fiber cannot be. */
-static void tsan_fiber_new(bl_thread *t)
-{
-    if (t->tsan_fiber != NULL)
-        __tsan_destroy_fiber(t->tsan_fiber);
-    t->tsan_fiber = __tsan_create_fiber(0);
-}
-#endif
 
 /* Fill in a new thread in slot t with stack st and queue it. sched, magic
  * and the watchers were set when the slot was made; joiner is cleared by
@@ -708,7 +699,10 @@ spawn_init(bl_sched *s, bl_thread *t, bl__stack *st, bl_func fn, void *arg,
     t->stack = st;
     t->id = ++s->next_id;
 #ifdef BL_TSAN
-    tsan_fiber_new(t);
+    /* A fiber of its own (an ended thread's is not reused: its shadow call
+     * stack keeps the frames bl_exit() or thread_start() never returned
+     * from). */
+    t->tsan_fiber = __tsan_create_fiber(0);
 #endif
     if (BL_LIKELY(name == NULL))
         t->name[0] = '\0';
@@ -843,6 +837,10 @@ thread_end(bl_thread *t, void *result)
         wake(s, t->joiner, 0);
     if (t->flags & BL_F_DETACHED)
         slot_free(s, t);
+#ifdef BL_TSAN
+    s->tsan_ended = t->tsan_fiber;      /* destroyed by the next context */
+    t->tsan_fiber = NULL;
+#endif
     /* The last switch: nothing of this thread is kept (no fake stack for
      * ASan either). */
     bl_thread *next = take_next(s);

@@ -83,6 +83,15 @@ static inline void asan_start(bl_sched *s, void **fake, bl_thread *to)
 static inline void switched_in(bl_sched *s, void *fake)
 {
     (void)s;
+#ifdef BL_TSAN
+    /* A thread that ended left its fiber here: a running fiber cannot be
+     * destroyed, so the context it switched to does it, at once, and an
+     * ended thread holds none of TSan's 8128 threads and fibers. */
+    if (s->tsan_ended != NULL) {
+        __tsan_destroy_fiber(s->tsan_ended);
+        s->tsan_ended = NULL;
+    }
+#endif
 #ifdef BL_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #else

@@ -7,6 +7,8 @@
  * - a thread that ends deep in its call stack (bl_exit()), many times over,
  *   leaves nothing behind in TSan's view of the next thread in its slot
  *   (a fiber keeps a shadow call stack of 64 Ki frames);
+ * - an ended thread holds no fiber: TSan allows 8128 threads and fibers at
+ *   once, and counts ended threads' fibers until they are destroyed;
  * - green threads of two schedulers in two OS threads that write the same
  *   variable without synchronisation are reported, with the green thread's
  *   name and its own call stack: proof that this test can fail.
@@ -115,6 +117,44 @@ static int child_deep_exits(void)
     return 0;
 }
 
+/* ---- ended threads hold no fibers ---- */
+
+#define ENDED 6000
+#define LIVE 4000   /* with ENDED, more than TSan's 8128 */
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static void *hold(void *arg)
+{
+    (void)arg;
+    CHECK(bl_sleep(0.2) == 0);
+    return NULL;
+}
+
+static int child_ended_fibers(void)
+{
+    /* A keeps ENDED slots of detached threads that have ended. */
+    bl_sched *a = bl_sched_new();
+    CHECK(a != NULL);
+    bl_spawn_opts o = {.size = sizeof o, .detached = 1};
+    for (int i = 0; i < ENDED; i++)
+        CHECK(bl_spawn_ex(a, nothing, NULL, &o) != NULL);
+    CHECK(bl_sched_run(a) == 0);
+    CHECK(bl_sched_nthreads(a) == 0);
+    /* B, while A exists: LIVE threads alive at once. */
+    bl_sched *b = bl_sched_new();
+    CHECK(b != NULL);
+    for (int i = 0; i < LIVE; i++)
+        CHECK(bl_spawn_ex(b, hold, NULL, &o) != NULL);
+    CHECK(bl_sched_run(b) == 0);
+    bl_sched_free(b);
+    bl_sched_free(a);
+    return 0;
+}
+
 /* ---- two schedulers in two OS threads: a race ---- */
 
 static long racy;                /* written by both, unsynchronised */
@@ -170,8 +210,11 @@ static void run_case(const char *what, int (*fn)(void), int want_race)
     if (!race)
         CORE_FAIL("%s: the race was not reported; child %s, stderr:\n%s",
                   what, st, c.err);
-    /* The report names the green thread and shows its own call stack. */
-    if (strstr(c.err, "racer-green") == NULL || strstr(c.err, "racer") == NULL)
+    /* The report names the green thread and shows its own call stack, from
+     * its function up to where green threads begin. */
+    if (strstr(c.err, "'racer-green'") == NULL ||
+        strstr(c.err, "#0 racer ") == NULL ||
+        strstr(c.err, "bl__ctx_entry") == NULL)
         CORE_FAIL("%s: the report lacks the green thread's name or frames:\n%s",
                   what, c.err);
     printf("%s: reported, naming the green thread\n", what);
@@ -182,6 +225,8 @@ int main(void)
     run_case("one scheduler, plain shared data, yields and sleeps",
              child_one_sched, 0);
     run_case("8000 threads ending 1000 frames deep", child_deep_exits, 0);
+    run_case("6000 ended threads, then 4000 alive in another scheduler",
+             child_ended_fibers, 0);
     run_case("two schedulers in two OS threads, one variable", child_race, 1);
     printf("core_tsan: ok\n");
     return 0;
