@@ -442,8 +442,9 @@ BL_API bl_thread *bl_serve(bl_sched *s, const char *host, int port,
 /* bl_serve() on a listener of your own (for instance bl_listen() on port 0,
  * to learn the port first, or bl_listen_unix()). The acceptor owns l from
  * now on and closes it when it ends, also when this call fails, except with
- * EXDEV: l is tied to a scheduler that is running in another OS thread
- * (see bl_close()), so that no acceptor could accept on it or close it; l
+ * EXDEV: l is tied to another scheduler than s (a thread of that one waited
+ * in bl_accept() on it; see bl_close()), where an acceptor on s could not
+ * wait on it, nor close it once that scheduler runs in another OS thread; l
  * stays open, and yours. */
 BL_API bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
                                     void *arg);

@@ -1342,9 +1342,11 @@ bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
         errno = EINVAL;
         return NULL;
     }
-    /* Tied to a scheduler running in another OS thread: an acceptor could
-     * neither accept on l nor close it (both EXDEV), and l would leak. */
-    if (bl__foreign(l->s)) {
+    /* Tied to another scheduler: an acceptor on s could never wait on l,
+     * and once that scheduler runs in another OS thread, could not close it
+     * either (both EXDEV): l would leak. */
+    bl_sched *target = s != NULL ? s : bl__cur;
+    if (l->s != NULL && l->s != target) {
         errno = EXDEV;
         return NULL;
     }

@@ -35,29 +35,48 @@ static void *tie_main(void *arg)
 
 static void test_acceptor_exdev(void)
 {
+    netb_watchdog("acceptor on a listener tied elsewhere");
     tied_l = bl_listen("127.0.0.1", 0, 4);
     CHECK(tied_l != NULL);
     bl_sched *a = bl_sched_new();
-    CHECK(a != NULL);
-    CHECK(bl_spawn(a, tie_main, NULL) != NULL);
-    CHECK(bl_sched_run(a) == 0);
-
-    /* Scheduler B serves it while A still exists: its acceptor gets EXDEV,
-     * which no retry can cure. It must end, not spin (the watchdog fails
-     * the test if bl_sched_run() does not return). */
-    netb_watchdog("acceptor on a listener tied elsewhere");
     bl_sched *b = bl_sched_new();
-    CHECK(b != NULL);
+    CHECK(a != NULL && b != NULL);
+
+    /* Served on B while it is tied to nothing; then A's thread ties it
+     * before the acceptor runs: the acceptor gets EXDEV, which no retry can
+     * cure. It must end, not spin (the watchdog fails the test if
+     * bl_sched_run() does not return), and close the listener it owns. */
     bl_thread *acc = bl_serve_listener(b, tied_l, handler, NULL);
     CHECK(acc != NULL);
+    CHECK(bl_spawn(a, tie_main, NULL) != NULL);
+    CHECK(bl_sched_run(a) == 0);
     CHECK(bl_sched_run(b) == 0);
     CHECK_EQ_LL(bl_sched_nthreads(b), 0);
+    /* A has nothing tied left: freeing it must not touch the freed
+     * listener (ASan would see it). */
+    bl_sched_free(a);
+    printf("ok: an acceptor that gets EXDEV ends and closes its listener\n");
+
+    /* Already tied to A: refused at once, and the listener stays the
+     * caller's, open. */
+    a = bl_sched_new();
+    CHECK(a != NULL);
+    tied_l = bl_listen("127.0.0.1", 0, 4);
+    CHECK(tied_l != NULL);
+    CHECK(bl_spawn(a, tie_main, NULL) != NULL);
+    CHECK(bl_sched_run(a) == 0);
+    errno = 0;
+    CHECK(bl_serve_listener(b, tied_l, handler, NULL) == NULL);
+    CHECK_EQ_LL(errno, EXDEV);
+    CHECK_EQ_LL(bl_sched_nthreads(b), 0);
+    int fd = netb_raw_connect(bl_listener_port(tied_l));   /* still open */
+    CHECK(close(fd) == 0);
+    CHECK(bl_listener_close(tied_l) == 0);
     bl_sched_free(b);
-    /* The acceptor closed the listener (it owned it): A has nothing tied
-     * left, and freeing it must not touch the freed listener. */
     bl_sched_free(a);
     alarm(0);
-    printf("ok: an acceptor that gets EXDEV ends and closes its listener\n");
+    printf("ok: serving a listener tied to another scheduler fails with "
+           "EXDEV and leaves it open\n");
 }
 
 /* ---- a listener tied to a scheduler running in another OS thread:
