@@ -680,7 +680,6 @@ static void set_name(bl_thread *t, const char *name)
 #endif
 }
 
-
 /* Fill in a new thread in slot t with stack st and queue it. sched, magic
  * and the watchers were set when the slot was made; joiner is cleared by
  * slot_free(); waiting and wake_err by park(). The stack cache holds stacks
