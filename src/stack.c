@@ -365,17 +365,18 @@ static const bl_thread *guard_owner(const bl_sched *s, const char *addr)
     return NULL;
 }
 
+/* Whether a replaced SA_RESETHAND handler has run (SIGSEGV, SIGBUS): then
+ * the default action holds. Taken with an atomic exchange, so that of two
+ * OS threads faulting at once only one runs it, as with the kernel's own
+ * reset; old_segv and old_bus themselves are never written after install. */
+static int oneshot_spent[2];
+
 /* Run the handler we replaced as the kernel would have: with its sa_mask
- * (and sig, unless SA_NODEFER) blocked, and, with SA_RESETHAND, only once:
- * the default action holds from then on. */
-static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
+ * (and sig, unless SA_NODEFER) blocked. */
+static void chain(const struct sigaction *old, int sig, siginfo_t *si,
+                  void *uc)
 {
-    struct sigaction h = *old;
-    if (h.sa_flags & SA_RESETHAND) {
-        memset(old, 0, sizeof *old);
-        old->sa_handler = SIG_DFL;
-        sigemptyset(&old->sa_mask);
-    }
+    const struct sigaction h = *old;
     sigset_t mask = h.sa_mask, saved;
     if (!(h.sa_flags & SA_NODEFER))
         sigaddset(&mask, sig);
@@ -399,6 +400,10 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         report_overflow(t);
         old = NULL;
     }
+    if (old != NULL && (old->sa_flags & SA_RESETHAND) &&
+        __atomic_exchange_n(&oneshot_spent[sig == SIGBUS], 1,
+                            __ATOMIC_ACQ_REL))
+        old = NULL;     /* reset by an earlier run: the default action */
     if (old != NULL && (old->sa_flags & SA_SIGINFO) &&
         old->sa_sigaction != NULL) {
         chain(old, sig, si, uc);
@@ -444,11 +449,19 @@ __attribute__((destructor)) static void uninstall_handler(void)
     if (!handler_installed)
         return;
     static const int sigs[2] = {SIGSEGV, SIGBUS};
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
     for (int i = 0; i < 2; i++) {
         struct sigaction cur;
         if (sigaction(sigs[i], NULL, &cur) == 0 &&
             (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
-            sigaction(sigs[i], sigs[i] == SIGSEGV ? &old_segv : &old_bus,
+            sigaction(sigs[i], __atomic_load_n(&oneshot_spent[i],
+                                               __ATOMIC_ACQUIRE)
+                                   ? &dfl
+                                   : sigs[i] == SIGSEGV ? &old_segv
+                                                        : &old_bus,
                       NULL);
     }
 }
