@@ -449,6 +449,183 @@ BL_API bl_thread *bl_serve(bl_sched *s, const char *host, int port,
 BL_API bl_thread *bl_serve_listener(bl_sched *s, bl_listener *l, bl_handler h,
                                     void *arg);
 
+/* ------------------------------------------------------------------------ */
+/* Channels and synchronisation                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Channels, conditions and wait groups coordinate the green threads of one
+ * scheduler. They are not locked: use each from one OS thread, the one
+ * running the scheduler its waiters belong to. An object is tied to the
+ * scheduler of the first green thread that waits on it, until no thread
+ * waits on it any more; a thread of another scheduler that would have to
+ * wait meanwhile fails with EXDEV. (To hand work to a scheduler in another
+ * OS thread, see bl_sched_post().) Calls that do not wait (bl_chan_close(),
+ * bl_cond_signal(), bl_wg_add(), ...) may also be made outside green
+ * threads. When they would wake waiters, they fail with EXDEV, doing
+ * nothing, if those waiters belong to another scheduler than the one
+ * running in the calling OS thread or, where none runs, to a scheduler
+ * running in another OS thread. Waiters are served in the order they began
+ * to wait. No wait ends without cause ("spuriously"). A send or receive
+ * whose message was handed over, or a wait that was signalled (or ended by
+ * bl_chan_close()), before a timeout or a cancellation took effect returns
+ * that result; the cancellation shows in the thread's next blocking call.
+ * A call that would have to wait fails with EXDEV before ETIMEDOUT, also
+ * with timeout 0. Freeing an object that green threads are waiting on
+ * fails with EBUSY. */
+
+typedef struct bl_chan bl_chan;  /* a channel of fixed-size messages */
+typedef struct bl_cond bl_cond;  /* a condition: wait until signalled */
+typedef struct bl_wg bl_wg;      /* a wait group: wait until a count is 0 */
+
+/* A channel of messages of elem_size bytes that buffers up to `capacity`
+ * of them; capacity 0 makes it unbuffered: a send waits until a receiver
+ * takes the message. Not blocking. Returns NULL and sets errno: EINVAL
+ * (elem_size 0, or elem_size * capacity overflows), ENOMEM. */
+BL_API bl_chan *bl_chan_new(size_t elem_size, size_t capacity);
+
+/* Copy a message (elem_size bytes at elem) into ch, waiting while ch is
+ * full (unbuffered: until a receiver takes it). Messages arrive in the
+ * order they were sent. Blocking. Returns 0, or -1 and sets errno:
+ *   EPIPE     ch is closed (also when it is closed while the caller waits:
+ *             the message is then not sent). No signal is raised.
+ *   ECANCELED, EPERM, EXDEV (see above), EINVAL (ch or elem NULL). */
+BL_API int bl_chan_send(bl_chan *ch, const void *elem);
+
+/* bl_chan_send() waiting at most `timeout` seconds (timeout < 0: no limit;
+ * 0: only if it need not wait). Extra errno: ETIMEDOUT (nothing was sent);
+ * EINVAL also for a NaN timeout. */
+BL_API int bl_chan_send_timeout(bl_chan *ch, const void *elem, double timeout);
+
+/* Receive a message into elem (elem_size bytes), waiting while ch is
+ * empty. Blocking. Returns 1 with a message, 0 when ch is closed and every
+ * message sent before has been received (the end, as bl_recv()'s 0), or -1
+ * and sets errno: ECANCELED, EPERM, EXDEV, EINVAL (ch or elem NULL). */
+BL_API int bl_chan_recv(bl_chan *ch, void *elem);
+
+/* bl_chan_recv() waiting at most `timeout` seconds (timeout < 0: no limit;
+ * 0: only if it need not wait). Extra errno: ETIMEDOUT; EINVAL also for a
+ * NaN timeout. */
+BL_API int bl_chan_recv_timeout(bl_chan *ch, void *elem, double timeout);
+
+/* Close ch: later sends fail with EPIPE, as do the sends waiting now (their
+ * messages are not sent); receivers still get every message buffered, then
+ * 0, and receivers waiting now get 0. Not blocking.
+ * Returns 0, or -1 with EINVAL (ch NULL), EALREADY (already closed) or
+ * EXDEV (see above; ch stays open). */
+BL_API int bl_chan_close(bl_chan *ch);
+
+/* The number of messages buffered in ch (0 for NULL). */
+BL_API size_t bl_chan_len(const bl_chan *ch);
+
+/* Free ch and the messages still buffered in it. NULL is a no-op.
+ * Returns 0, or -1 with EBUSY (green threads wait on ch, or threads of a
+ * scheduler running in another OS thread; nothing is done). A thread woken
+ * by its timeout or a cancellation that has not run yet no longer counts. */
+BL_API int bl_chan_free(bl_chan *ch);
+
+/* A condition. With cooperative scheduling no mutex is needed: nothing else
+ * runs between checking a predicate and calling bl_cond_wait(). Not
+ * blocking. Returns NULL and sets errno to ENOMEM. */
+BL_API bl_cond *bl_cond_new(void);
+
+/* Wait until bl_cond_signal() or bl_cond_broadcast() wakes the caller.
+ * Blocking. Returns 0, or -1 and sets errno: ECANCELED, EPERM, EXDEV,
+ * EINVAL (c NULL). */
+BL_API int bl_cond_wait(bl_cond *c);
+
+/* bl_cond_wait() waiting at most `timeout` seconds (timeout < 0: no limit;
+ * 0: fails with ETIMEDOUT at once). Extra errno: ETIMEDOUT; EINVAL also for
+ * a NaN timeout. */
+BL_API int bl_cond_wait_timeout(bl_cond *c, double timeout);
+
+/* Wake the thread that has waited longest on c (signal) or all of them
+ * (broadcast). A signal with no waiter is not remembered. Not blocking.
+ * Returns the number of threads woken, or -1 with EINVAL (c NULL) or EXDEV
+ * (see above). */
+BL_API int bl_cond_signal(bl_cond *c);
+BL_API int bl_cond_broadcast(bl_cond *c);
+
+/* Free c. NULL is a no-op. Returns 0, or -1 with EBUSY (as
+ * bl_chan_free()). */
+BL_API int bl_cond_free(bl_cond *c);
+
+/* A wait group: a counter, and threads waiting until it is 0. The counter
+ * starts at 0. Not blocking. Returns NULL and sets errno to ENOMEM. */
+BL_API bl_wg *bl_wg_new(void);
+
+/* Add delta (which may be negative) to the counter; when it reaches 0,
+ * every waiter wakes. Not blocking. Returns 0, or -1 with EINVAL (wg NULL,
+ * or the counter would fall below 0 or overflow; it is left as it was) or
+ * EXDEV (it would reach 0 and wake waiters of another scheduler, see above;
+ * it is left as it was). */
+BL_API int bl_wg_add(bl_wg *wg, long delta);
+
+/* bl_wg_add(wg, -1). */
+BL_API int bl_wg_done(bl_wg *wg);
+
+/* Wait until the counter is 0 (at once if it is). Blocking. Returns 0, or
+ * -1 and sets errno: ECANCELED, EPERM, EXDEV, EINVAL (wg NULL). */
+BL_API int bl_wg_wait(bl_wg *wg);
+
+/* bl_wg_wait() waiting at most `timeout` seconds (timeout < 0: no limit;
+ * 0: returns at once, 0 if the counter is 0, else fails with ETIMEDOUT).
+ * Extra errno: ETIMEDOUT; EINVAL also for a NaN timeout. */
+BL_API int bl_wg_wait_timeout(bl_wg *wg, double timeout);
+
+/* Free wg. NULL is a no-op. Returns 0, or -1 with EBUSY (as
+ * bl_chan_free()). */
+BL_API int bl_wg_free(bl_wg *wg);
+
+/* ------------------------------------------------------------------------ */
+/* Other OS threads: posting work, blocking calls                           */
+/* ------------------------------------------------------------------------ */
+
+/* Run fn(arg) in a new detached green thread of s, from any OS thread:
+ * thread-safe, unlike the rest of the API (except bl_sched_hold() and
+ * bl_sched_release()). The thread is spawned by s's own OS thread, in the
+ * order of the posts, at its next poll, or when bl_sched_run(s) is next
+ * called; a running s wakes up for it. (A spawn that fails for want of
+ * memory is retried.) Should s be freed first, the posted threads are
+ * spawned cancelled during bl_sched_free(), so that fn can release arg
+ * (its blocking calls fail with ECANCELED). Posting must not overlap
+ * bl_sched_free(s). Not blocking. Returns 0, or -1 and sets errno: EINVAL
+ * (s or fn NULL), ENOMEM. */
+BL_API int bl_sched_post(bl_sched *s, bl_func fn, void *arg);
+
+/* Keep bl_sched_run(s) running while s has no green thread, waiting for
+ * posts, instead of returning 0; and keep it from reporting EDEADLK while
+ * its threads wait for something only a post could bring. Holds are
+ * counted; bl_sched_release() drops one. From any OS thread.
+ * Returns 0, or -1 with EINVAL (s NULL; for release also: s is not held). */
+BL_API int bl_sched_hold(bl_sched *s);
+BL_API int bl_sched_release(bl_sched *s);
+
+/* Run fn(arg) on one of the library's OS threads (a small pool, shared with
+ * name resolution) while the calling green thread waits and the others go
+ * on: for calls that would block the scheduler (file I/O, a blocking
+ * library). *result (if result is not NULL) receives fn's return value.
+ * fn must not call bl_ functions other than bl_sched_post(),
+ * bl_sched_hold() and bl_sched_release(). Blocking. A cancellation before
+ * fn starts takes it off the queue (fn never runs); once fn runs, the
+ * caller waits until it returns, whatever happens, so that arg may live on
+ * the caller's stack, and gets its result: a cancellation that came
+ * meanwhile shows in the caller's next blocking call. Returns 0 when fn
+ * ran, or -1 and sets errno: ECANCELED (fn did not run), EPERM, EINVAL (fn
+ * NULL), ENOMEM. With no pool thread to be had at all (none could be
+ * started), fn runs in the caller's OS thread, blocking its scheduler. */
+BL_API int bl_offload(bl_func fn, void *arg, void **result);
+
+/* bl_offload() that returns at the timeout (timeout < 0: no limit) or a
+ * cancellation even while fn runs, if `abandon` is not NULL: fn then goes
+ * on, and when it returns, abandon(arg, its result) runs on the pool thread
+ * to release them (arg must not be on the caller's stack then). With
+ * abandon NULL a running fn is waited for as by bl_offload(). Extra errno:
+ * ETIMEDOUT (fn did not run, or was abandoned); ECANCELED also when fn was
+ * abandoned; EINVAL also for a NaN timeout. */
+BL_API int bl_offload_timeout(bl_func fn, void *arg, void **result,
+                              double timeout,
+                              void (*abandon)(void *arg, void *result));
+
 #ifdef __cplusplus
 }
 #endif

@@ -226,6 +226,13 @@ struct bl_sched {
     int wake_pending;          /* written and not yet read (atomic) */
     struct bl__pool_job *done_head; /* completed pool jobs (under pool lock) */
     int wake_refs;             /* pool jobs under way (keep the loop alive) */
+    /* bl_sched_post(): other OS threads push onto `posts` (atomic, newest
+     * first); s's thread takes them over, oldest first, into post_head. */
+    struct bl__post *posts;
+    struct bl__post *post_head, *post_tail; /* taken, not yet spawned */
+    ev_timer post_retry;       /* while a spawn for a post failed */
+    int holds;                 /* bl_sched_hold() count (atomic) */
+    int hold_ref;              /* the loop is ev_ref()ed for the holds */
 };
 
 /* The scheduler running in this OS thread. */
@@ -297,15 +304,19 @@ struct bl__pool_job {
     bl_sched *sched;
     bl_thread *waiter;           /* NULL once abandoned */
     int done;                    /* finished and drained (scheduler side) */
+    int finished;                /* fn has returned (under the pool lock) */
+    int abandoned;               /* given up while fn ran (under the lock):
+                                  * the worker calls abandon() when fn
+                                  * returns */
     bl__pool_job *next;
 };
 
 /* Run job->fn(job->arg) on a pool OS thread while the calling green thread
  * waits, at most `timeout` seconds (< 0: no limit). Returns 0 when it ran,
  * or ECANCELED (the caller was cancelled) or ETIMEDOUT: then the job is
- * abandoned, job->abandon(job->arg) frees its resources once it has run (or
- * at once if it already had), and the job struct, which must be
- * heap-allocated, is freed with it. */
+ * abandoned, job->abandon(job->arg) frees its resources once it has run (on
+ * the pool thread, or at once if it already had), and the job struct, which
+ * must be heap-allocated (and zeroed), is freed with it. */
 BL_HIDDEN int bl__pool_run(bl__pool_job *job, double timeout);
 /* Finish the completed jobs of s (on s's OS thread, after a wake-up). */
 BL_HIDDEN void bl__pool_drain(bl_sched *s);

@@ -1,17 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pool.c - a small process-wide pool of OS threads for calls that would block
- * the scheduler (getaddrinfo). The calling green thread parks; the worker
- * runs the job, appends it to its scheduler's done list and wakes the loop
- * (bl__sched_wake()); the loop drains the list and wakes the green thread.
+ * the scheduler: getaddrinfo, and the user's functions (bl_offload()). The
+ * calling green thread parks; the worker runs the job, appends it to its
+ * scheduler's done list and wakes the loop (bl__sched_wake()); the loop
+ * drains the list and wakes the green thread.
  *
- * A green thread cancelled while its job runs abandons it: the job finishes
- * on its own and its abandon() hook frees what it produced. Jobs of a
- * scheduler that is freed are abandoned the same way.
+ * A green thread cancelled (or timed out) before its job starts takes it
+ * off the queue. One cancelled while its job runs abandons it, if the job
+ * has an abandon() hook: the job finishes on its own and the worker calls
+ * the hook to free what it produced. Jobs of a scheduler that is freed are
+ * abandoned the same way.
  */
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -121,6 +125,16 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&lock);
         job->fn(job->arg);
         pthread_mutex_lock(&lock);
+        job->finished = 1;
+        if (job->abandoned && job->abandon != NULL) {
+            /* Its waiter gave up while it ran: release what it made here,
+             * where it may block, not in the scheduler's loop. */
+            void (*release)(void *) = job->abandon;
+            job->abandon = NULL;
+            pthread_mutex_unlock(&lock);
+            release(job->arg);
+            pthread_mutex_lock(&lock);
+        }
         workers[me].busy = 0;
         if (--nbusy == 0 && forking)
             pthread_cond_broadcast(&quiet);
@@ -179,35 +193,20 @@ static int start_worker(void)
     return rc;
 }
 
-static void abandon_now(bl__pool_job *job)
+/* Queue job for the pool on behalf of the running green thread self.
+ * Returns 0, or 1 when no pool thread could be had and the job ran here. */
+static int submit(bl__pool_job *job, bl_thread *self)
 {
-    if (job->abandon != NULL)
-        job->abandon(job->arg);
-    free(job);
-}
-
-int bl__pool_run(bl__pool_job *job, double timeout)
-{
-    bl_thread *self = bl__cur->current;
     bl_sched *s = self->sched;
-    int err = 0;
-    if (self->flags & BL_F_CANCELLED)
-        err = ECANCELED;
-    else if (timeout == 0)
-        err = ETIMEDOUT;
-    if (err != 0) {
-        abandon_now(job);
-        return err;
-    }
     job->sched = s;
     job->waiter = self;
-    job->done = 0;
+    job->done = job->finished = job->abandoned = 0;
     job->next = NULL;
     pthread_once(&atfork_once, atfork_register);
     pthread_mutex_lock(&lock);
     /* Every queued job will take one of the idle workers (a signalled
      * worker counts as idle until it wakes): start another unless one is
-     * left for this job, or a slow lookup would hold up a quick one. */
+     * left for this job, or a slow call would hold up a quick one. */
     if (nidle <= nqueued && nthreads < BL_POOL_MAX_THREADS) {
         int rc = stopping ? EAGAIN : start_worker();
         if (rc != 0 && nthreads == 0) {
@@ -216,7 +215,8 @@ int bl__pool_run(bl__pool_job *job, double timeout)
              * scheduler, rather than fail the call. */
             pthread_mutex_unlock(&lock);
             job->fn(job->arg);
-            return 0;
+            job->finished = 1;
+            return 1;
         }
         if (rc == 0)
             nthreads++;
@@ -230,15 +230,82 @@ int bl__pool_run(bl__pool_job *job, double timeout)
     pthread_cond_signal(&work);
     pthread_mutex_unlock(&lock);
     bl__sched_wake_ref(s, 1); /* a pending job keeps the loop alive */
+    return 0;
+}
+
+enum withdrawn { W_UNQUEUED, W_FINISHED, W_RUNNING };
+
+/* The waiter of a submitted job that has not been drained stops waiting
+ * (it was cancelled or timed out). A job not yet started is taken off the
+ * queue (W_UNQUEUED: it never runs; the caller owns it again). A finished
+ * one (W_FINISHED) is left to bl__pool_drain() to free, unless already
+ * drained (job->done): then it is the caller's. A running one (W_RUNNING)
+ * is abandoned if `abandon` is set: the worker calls job->abandon() when fn
+ * returns and the drain frees it; if not, the caller must wait on. */
+static enum withdrawn withdraw(bl__pool_job *job, int abandon)
+{
+    if (job->done)
+        return W_FINISHED;
+    enum withdrawn w = W_RUNNING;
+    pthread_mutex_lock(&lock);
+    bl__pool_job **pp = &queue_head, *prev = NULL;
+    while (*pp != NULL && *pp != job) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == job) {
+        *pp = job->next;
+        if (queue_tail == job)
+            queue_tail = prev;
+        nqueued--;
+        w = W_UNQUEUED;
+    } else if (job->finished) {
+        job->waiter = NULL;
+        w = W_FINISHED;
+    } else if (abandon) {
+        job->abandoned = 1;
+        job->waiter = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    if (w == W_UNQUEUED)
+        bl__sched_wake_ref(job->sched, -1);
+    return w;
+}
+
+static void abandon_now(bl__pool_job *job)
+{
+    if (job->abandon != NULL)
+        job->abandon(job->arg);
+    free(job);
+}
+
+int bl__pool_run(bl__pool_job *job, double timeout)
+{
+    bl_thread *self = bl__cur->current;
+    int err = 0;
+    if (self->flags & BL_F_CANCELLED)
+        err = ECANCELED;
+    else if (timeout == 0)
+        err = ETIMEDOUT;
+    if (err != 0) {
+        abandon_now(job);
+        return err;
+    }
+    if (submit(job, self))
+        return 0;
     err = bl__park(self, "a blocking call on the pool", timeout);
     if (err != 0) {
-        /* The job may have finished and been drained while we were already
-         * woken (cancelled or timed out) and waiting to run: then it is
-         * ours to free; otherwise bl__pool_drain() frees it. */
-        if (job->done)
+        switch (withdraw(job, 1)) {
+        case W_UNQUEUED:
             abandon_now(job);
-        else
-            job->waiter = NULL;
+            break;
+        case W_FINISHED:
+            if (job->done)
+                abandon_now(job);
+            break;
+        case W_RUNNING:
+            break;
+        }
     }
     return err;
 }
@@ -279,4 +346,108 @@ void bl__pool_forget(bl_sched *s)
         list = job->next;
         abandon_now(job);
     }
+}
+
+/* ---- bl_offload() ---- */
+
+struct offload {
+    bl__pool_job job;          /* first: the pool frees the whole struct */
+    bl_func fn;
+    void *arg;
+    void *result;
+    void (*abandon)(void *arg, void *result);
+};
+
+static void offload_run(void *p)
+{
+    struct offload *o = p;
+    o->result = o->fn(o->arg);
+}
+
+/* Called by the pool (on its thread) for a job its caller gave up while it
+ * ran: only when the caller passed an abandon function. */
+static void offload_abandon(void *p)
+{
+    struct offload *o = p;
+    o->abandon(o->arg, o->result);
+}
+
+/* Wait until the running job o has been drained, whatever wakes the caller:
+ * a cancellation is kept for the caller's next blocking call. */
+static void offload_wait_done(bl_thread *self, struct offload *o)
+{
+    unsigned cancelled = self->flags & BL_F_CANCELLED;
+    while (!o->job.done) {
+        self->flags &= ~BL_F_CANCELLED;
+        bl__park(self, "bl_offload (running, not cancellable)", -1);
+        cancelled |= self->flags & BL_F_CANCELLED;
+    }
+    self->flags |= cancelled;
+}
+
+int bl_offload_timeout(bl_func fn, void *arg, void **result, double timeout,
+                       void (*abandon)(void *arg, void *result))
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return -1;
+    if (fn == NULL || isnan(timeout)) {
+        errno = EINVAL;
+        return -1;
+    }
+    int err = 0;
+    if (self->flags & BL_F_CANCELLED)
+        err = ECANCELED;
+    else if (timeout == 0)
+        err = ETIMEDOUT;  /* fn cannot have run without waiting */
+    struct offload *o = NULL;
+    if (err == 0 && (o = calloc(1, sizeof *o)) == NULL)
+        err = ENOMEM;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    o->job.fn = offload_run;
+    o->job.arg = o;
+    o->job.abandon = abandon != NULL ? offload_abandon : NULL;
+    o->fn = fn;
+    o->arg = arg;
+    o->abandon = abandon;
+    if (!submit(&o->job, self)) {
+        err = bl__park(self, "bl_offload", timeout);
+        if (err != 0) {
+            switch (withdraw(&o->job, abandon != NULL)) {
+            case W_UNQUEUED:         /* fn never runs: fail, arg is yours */
+                free(o);
+                errno = err;
+                return -1;
+            case W_FINISHED:         /* fn returned: its result counts */
+                err = 0;
+                if (!o->job.done) {  /* the drain frees o */
+                    o->job.abandon = NULL;
+                    if (result != NULL)
+                        *result = o->result;
+                    return 0;
+                }
+                break;
+            case W_RUNNING:
+                if (abandon != NULL) {
+                    errno = err;     /* abandon() releases the rest */
+                    return -1;
+                }
+                offload_wait_done(self, o);
+                err = 0;
+                break;
+            }
+        }
+    }
+    if (result != NULL)
+        *result = o->result;
+    free(o);
+    return 0;
+}
+
+int bl_offload(bl_func fn, void *arg, void **result)
+{
+    return bl_offload_timeout(fn, arg, result, -1, NULL);
 }

@@ -242,6 +242,45 @@ const char *bl_version(void)
  * the loop after it has read the descriptor and before it drains the jobs,
  * so that a job finished after the drain began writes again. */
 
+static void posts_take(bl_sched *s);
+static void post_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* A green thread to spawn, posted from another OS thread. */
+struct bl__post {
+    struct bl__post *next;
+    bl_func fn;
+    void *arg;
+};
+
+/* Whether bl_sched_hold() keeps s running (not while it is being freed). */
+static int held(const bl_sched *s)
+{
+    return !s->freeing && __atomic_load_n(&s->holds, __ATOMIC_ACQUIRE) > 0;
+}
+
+/* Holds change in other OS threads; s's loop counts them as one active
+ * watcher (ev_ref) while there are any, updated at each pass of
+ * bl_sched_run(): the last release wakes s for that. */
+static void hold_sync(bl_sched *s)
+{
+    int want = held(s);
+    if (want == s->hold_ref)
+        return;
+    s->hold_ref = want;
+    if (want)
+        ev_ref(s->loop);
+    else
+        ev_unref(s->loop);
+}
+
+/* What a wake-up may be for: finished pool jobs, posts. */
+static void wake_drain(bl_sched *s)
+{
+    bl__pool_drain(s);
+    if (__atomic_load_n(&s->posts, __ATOMIC_RELAXED) != NULL)
+        posts_take(s);
+}
+
 void bl__sched_wake(bl_sched *s)
 {
     if (__atomic_exchange_n(&s->wake_pending, 1, __ATOMIC_SEQ_CST))
@@ -279,7 +318,7 @@ static void wake_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_io_start(loop, &s->wake_io);
         ev_unref(loop);
     }
-    bl__pool_drain(s);
+    wake_drain(s);
 }
 
 /* While pool jobs are under way (and only then, so that an idle pool does
@@ -292,7 +331,7 @@ static void wake_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    bl__pool_drain(w->data);
+    wake_drain(w->data);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -316,7 +355,7 @@ static void wake_cb(struct ev_loop *loop, ev_io *w, int revents)
         wake_read(s);
         __atomic_store_n(&s->wake_pending, 0, __ATOMIC_SEQ_CST);
     }
-    bl__pool_drain(s);
+    wake_drain(s);
 }
 
 /* Open s->wake_fd: an eventfd, or a pipe where there is none. 0, or -1. */
@@ -380,6 +419,8 @@ bl_sched *bl_sched_new(void)
     s->wake_retry.data = s;
     ev_init(&s->wake_poll, wake_poll_cb);
     s->wake_poll.data = s;
+    ev_init(&s->post_retry, post_retry_cb);
+    s->post_retry.data = s;
     ev_io_start(s->loop, &s->wake_io);
     ev_unref(s->loop); /* only pool jobs under way keep the loop alive */
     /* Register the descriptor now, on a loop with nothing else in it: a
@@ -510,13 +551,19 @@ int bl_sched_run(bl_sched *s)
 #endif
     int rc = 0;
     for (;;) {
-        if (s->nlive == 0)
+        if (__atomic_load_n(&s->posts, __ATOMIC_RELAXED) != NULL)
+            posts_take(s);
+        hold_sync(s);
+        if (s->nlive == 0 && !s->hold_ref && s->post_head == NULL)
             break;
         if (s->ready_head == NULL && s->requeue == NULL) {
             /* ev_run() returns 0 when no active (referenced) watcher is
              * left; it does not block then. If that iteration woke nobody,
-             * nothing ever will. */
-            if (!ev_run(s->loop, EVRUN_ONCE) && s->ready_head == NULL) {
+             * nothing ever will (unless a hold came meanwhile: see it at
+             * the top). */
+            if (!ev_run(s->loop, EVRUN_ONCE) && s->ready_head == NULL &&
+                !held(s) &&
+                __atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) == NULL) {
                 bl__report_deadlock(s);
                 rc = EDEADLK;
                 break;
@@ -563,13 +610,18 @@ void bl_sched_free(bl_sched *s)
                         "not freed\n");
         return;
     }
-    if (s->nlive > 0) {
+    int posted = __atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) != NULL ||
+                 s->post_head != NULL;
+    if (s->nlive > 0 || posted) {
         if (bl__cur != NULL) {
             fprintf(stderr, "bluelet: bl_sched_free: %zu green threads left "
-                            "and another scheduler runs in this OS thread; "
-                            "not freed\n", s->nlive);
+                            "%sand another scheduler runs in this OS thread; "
+                            "not freed\n", s->nlive,
+                    posted ? "(or posted) " : "");
             return;
         }
+        /* Also makes the posted threads, spawned by the run below, start
+         * cancelled, so that they can release their arguments. */
         s->freeing = 1;
         for (size_t c = 0; c < s->nchunks; c++)
             for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++)
@@ -589,6 +641,15 @@ void bl_sched_free(bl_sched *s)
             }
         }
     }
+    /* Posts whose threads could not be spawned, for want of memory. */
+    for (struct bl__post *p = s->post_head, *next; p != NULL; p = next) {
+        next = p->next;
+        fprintf(stderr, "bluelet: bl_sched_free: a posted green thread could "
+                        "not be spawned (out of memory); dropped\n");
+        free(p);
+    }
+    if (ev_is_active(&s->post_retry))
+        ev_timer_stop(s->loop, &s->post_retry);
     /* Connections and listeners may outlive us: stop their watchers while
      * the loop exists. */
     while (s->ties != NULL)
@@ -1212,4 +1273,104 @@ int bl_wait_fd(int fd, int events, double timeout)
     }
     return ((self->io_revents & EV_READ ? BL_READ : 0) |
             (self->io_revents & EV_WRITE ? BL_WRITE : 0)) & events;
+}
+
+/* ---- posts from other OS threads ---- */
+
+/* Spawn the posted threads, oldest first; on s's OS thread, from its loop.
+ * Should a spawn fail (no memory), the posts left wait for post_retry. */
+static void posts_take(bl_sched *s)
+{
+    struct bl__post *p = __atomic_exchange_n(&s->posts, NULL,
+                                             __ATOMIC_ACQUIRE);
+    struct bl__post *oldest = NULL;
+    while (p != NULL) {         /* newest first: reverse */
+        struct bl__post *next = p->next;
+        p->next = oldest;
+        oldest = p;
+        p = next;
+    }
+    if (oldest != NULL) {
+        if (s->post_tail != NULL)
+            s->post_tail->next = oldest;
+        else
+            s->post_head = oldest;
+        while (oldest->next != NULL)
+            oldest = oldest->next;
+        s->post_tail = oldest;
+    }
+    static const bl_spawn_opts detached = {.size = sizeof detached,
+                                           .detached = 1};
+    while ((p = s->post_head) != NULL) {
+        if (bl_spawn_ex(s, p->fn, p->arg, &detached) == NULL) {
+            if (!ev_is_active(&s->post_retry)) {
+                /* Active and referenced: keeps bl_sched_run() going. */
+                ev_timer_set(&s->post_retry, BL_WATCH_RETRY_MAX,
+                             BL_WATCH_RETRY_MAX);
+                ev_timer_start(s->loop, &s->post_retry);
+            }
+            return;
+        }
+        s->post_head = p->next;
+        if (s->post_head == NULL)
+            s->post_tail = NULL;
+        free(p);
+    }
+    if (ev_is_active(&s->post_retry))
+        ev_timer_stop(s->loop, &s->post_retry);
+}
+
+static void post_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    posts_take(w->data);
+}
+
+int bl_sched_post(bl_sched *s, bl_func fn, void *arg)
+{
+    if (s == NULL || fn == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct bl__post *p = malloc(sizeof *p);
+    if (p == NULL)
+        return -1;
+    p->fn = fn;
+    p->arg = arg;
+    p->next = __atomic_load_n(&s->posts, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&s->posts, &p->next, p, 1,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
+    bl__sched_wake(s);
+    return 0;
+}
+
+int bl_sched_hold(bl_sched *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    __atomic_fetch_add(&s->holds, 1, __ATOMIC_ACQ_REL);
+    return 0;
+}
+
+int bl_sched_release(bl_sched *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    int n = __atomic_load_n(&s->holds, __ATOMIC_RELAXED);
+    do {
+        if (n <= 0) {
+            errno = EINVAL;
+            return -1;
+        }
+    } while (!__atomic_compare_exchange_n(&s->holds, &n, n - 1, 1,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+    if (n == 1)
+        bl__sched_wake(s);  /* a loop waiting only for posts may return */
+    return 0;
 }
