@@ -594,8 +594,10 @@ BL_API int bl_sched_post(bl_sched *s, bl_func fn, void *arg);
 
 /* Keep bl_sched_run(s) running while s has no green thread, waiting for
  * posts, instead of returning 0; and keep it from reporting EDEADLK while
- * its threads wait for something only a post could bring. Holds are
- * counted; bl_sched_release() drops one. From any OS thread.
+ * its threads wait for something only a post could bring. Take the hold
+ * before bl_sched_run(s) starts, or while s still has green threads: one
+ * taken after the run found none left comes too late to keep it. Holds
+ * are counted; bl_sched_release() drops one. From any OS thread.
  * Returns 0, or -1 with EINVAL (s NULL; for release also: s is not held). */
 BL_API int bl_sched_hold(bl_sched *s);
 BL_API int bl_sched_release(bl_sched *s);

@@ -273,11 +273,14 @@ static void hold_sync(bl_sched *s)
         ev_unref(s->loop);
 }
 
-/* What a wake-up may be for: finished pool jobs, posts. */
+/* What a wake-up may be for: finished pool jobs, posts. The load of posts
+ * is sequentially consistent, as are the poster's push and its exchange on
+ * wake_pending, and wake_cb()'s clearing of it: so a poster that found a
+ * wake-up pending (and wrote none) pushed before this load. */
 static void wake_drain(bl_sched *s)
 {
     bl__pool_drain(s);
-    if (__atomic_load_n(&s->posts, __ATOMIC_RELAXED) != NULL)
+    if (__atomic_load_n(&s->posts, __ATOMIC_SEQ_CST) != NULL)
         posts_take(s);
 }
 
@@ -551,7 +554,7 @@ int bl_sched_run(bl_sched *s)
 #endif
     int rc = 0;
     for (;;) {
-        if (__atomic_load_n(&s->posts, __ATOMIC_RELAXED) != NULL)
+        if (__atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) != NULL)
             posts_take(s);
         hold_sync(s);
         if (s->nlive == 0 && !s->hold_ref && s->post_head == NULL)
@@ -1340,7 +1343,7 @@ int bl_sched_post(bl_sched *s, bl_func fn, void *arg)
     p->arg = arg;
     p->next = __atomic_load_n(&s->posts, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(&s->posts, &p->next, p, 1,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
         ;
     bl__sched_wake(s);
     return 0;
