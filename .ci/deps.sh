@@ -19,7 +19,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential cmake pkg-config clang gdb libev-dev \
+  build-essential cmake pkg-config clang gdb gdb-multiarch libev-dev \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libev-dev:arm64 \
   curl netcat-openbsd >/dev/null
 # Optional benchmark peers; the build skips what is missing.

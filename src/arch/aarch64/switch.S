@@ -21,6 +21,30 @@
  */
 #if defined(__aarch64__)
 
+/* CFI: the registers bl__switch saves are back in place. */
+        .macro cfi_restore_saved
+        .cfi_restore x19
+        .cfi_restore x20
+        .cfi_restore x21
+        .cfi_restore x22
+        .cfi_restore x23
+        .cfi_restore x24
+        .cfi_restore x25
+        .cfi_restore x26
+        .cfi_restore x27
+        .cfi_restore x28
+        .cfi_restore x29
+        .cfi_restore x30
+        .cfi_restore d8
+        .cfi_restore d9
+        .cfi_restore d10
+        .cfi_restore d11
+        .cfi_restore d12
+        .cfi_restore d13
+        .cfi_restore d14
+        .cfi_restore d15
+        .endm
+
         .text
         .globl  bl__switch
         .hidden bl__switch
@@ -32,17 +56,35 @@ bl__switch:
         sub     sp, sp, #176
         .cfi_adjust_cfa_offset 176
         stp     x19, x20, [sp, #0]
+        .cfi_rel_offset x19, 0
+        .cfi_rel_offset x20, 8
         stp     x21, x22, [sp, #16]
+        .cfi_rel_offset x21, 16
+        .cfi_rel_offset x22, 24
         stp     x23, x24, [sp, #32]
+        .cfi_rel_offset x23, 32
+        .cfi_rel_offset x24, 40
         stp     x25, x26, [sp, #48]
+        .cfi_rel_offset x25, 48
+        .cfi_rel_offset x26, 56
         stp     x27, x28, [sp, #64]
+        .cfi_rel_offset x27, 64
+        .cfi_rel_offset x28, 72
         stp     x29, x30, [sp, #80]
         .cfi_rel_offset x29, 80
         .cfi_rel_offset x30, 88
         stp     d8, d9, [sp, #96]
+        .cfi_rel_offset d8, 96
+        .cfi_rel_offset d9, 104
         stp     d10, d11, [sp, #112]
+        .cfi_rel_offset d10, 112
+        .cfi_rel_offset d11, 120
         stp     d12, d13, [sp, #128]
+        .cfi_rel_offset d12, 128
+        .cfi_rel_offset d13, 136
         stp     d14, d15, [sp, #144]
+        .cfi_rel_offset d14, 144
+        .cfi_rel_offset d15, 152
         mrs     x9, fpcr
         str     x9, [sp, #160]
 
@@ -68,6 +110,9 @@ bl__switch:
         add     sp, sp, #176
         .cfi_remember_state
         .cfi_adjust_cfa_offset -176
+        /* Restored: the frame below sp is free again (a signal frame may
+         * overwrite it), so the registers are where they were at entry. */
+        cfi_restore_saved
         ret
         .cfi_restore_state
 2:
@@ -88,6 +133,7 @@ bl__switch:
         ldp     x19, x20, [sp, #0]      /* thread function, argument */
         add     sp, sp, #176
         .cfi_adjust_cfa_offset -176
+        cfi_restore_saved
         b       bl__ctx_entry
         .cfi_endproc
         .size   bl__switch, .-bl__switch
