@@ -223,6 +223,18 @@ static inline int ret(int r)
     return r;
 }
 
+/* Free the object whose waitable (its first member, so its address) is o,
+ * unless threads wait on it (EBUSY). NULL: nothing. */
+static int waitable_free(waitable *o)
+{
+    if (o == NULL)
+        return 0;
+    if (waitable_busy(o))
+        return ret(-EBUSY);
+    free(o);
+    return 0;
+}
+
 /* ---- channels ---- */
 
 #define SENDERS 0
@@ -390,12 +402,7 @@ size_t bl_chan_len(const bl_chan *ch)
 
 int bl_chan_free(bl_chan *ch)
 {
-    if (ch == NULL)
-        return 0;
-    if (waitable_busy(&ch->w))
-        return ret(-EBUSY);
-    free(ch);
-    return 0;
+    return waitable_free(ch != NULL ? &ch->w : NULL);
 }
 
 /* ---- conditions ---- */
@@ -461,12 +468,7 @@ int bl_cond_broadcast(bl_cond *c)
 
 int bl_cond_free(bl_cond *c)
 {
-    if (c == NULL)
-        return 0;
-    if (waitable_busy(&c->w))
-        return ret(-EBUSY);
-    free(c);
-    return 0;
+    return waitable_free(c != NULL ? &c->w : NULL);
 }
 
 /* ---- wait groups ---- */
@@ -533,10 +535,5 @@ int bl_wg_wait_timeout(bl_wg *wg, double timeout)
 
 int bl_wg_free(bl_wg *wg)
 {
-    if (wg == NULL)
-        return 0;
-    if (waitable_busy(&wg->w))
-        return ret(-EBUSY);
-    free(wg);
-    return 0;
+    return waitable_free(wg != NULL ? &wg->w : NULL);
 }
