@@ -587,8 +587,10 @@ BL_API int bl_wg_free(bl_wg *wg);
  * called; a running s wakes up for it. (A spawn that fails for want of
  * memory is retried.) Should s be freed first, the posted threads are
  * spawned cancelled during bl_sched_free(), so that fn can release arg
- * (its blocking calls fail with ECANCELED). Posting must not overlap
- * bl_sched_free(s). Not blocking. Returns 0, or -1 and sets errno: EINVAL
+ * (its blocking calls fail with ECANCELED). bl_sched_free(s) waits for the
+ * bl_sched_post() and bl_sched_release() calls on s under way in other OS
+ * threads, but none may begin once it has (nor a bl_sched_hold()). Not
+ * blocking. Returns 0, or -1 and sets errno: EINVAL
  * (s or fn NULL), ENOMEM. */
 BL_API int bl_sched_post(bl_sched *s, bl_func fn, void *arg);
 
@@ -623,7 +625,10 @@ BL_API int bl_offload(bl_func fn, void *arg, void **result);
  * to release them (arg must not be on the caller's stack then). With
  * abandon NULL a running fn is waited for as by bl_offload(). Extra errno:
  * ETIMEDOUT (fn did not run, or was abandoned); ECANCELED also when fn was
- * abandoned; EINVAL also for a NaN timeout. */
+ * abandoned; EINVAL also for a NaN timeout. With an abandon function, every
+ * failure but EPERM and EINVAL hands arg to it: when fn did not run,
+ * abandon(arg, NULL) is called before the call returns, in the caller's
+ * thread. So after -1, arg is abandon()'s, except for EPERM and EINVAL. */
 BL_API int bl_offload_timeout(bl_func fn, void *arg, void **result,
                               double timeout,
                               void (*abandon)(void *arg, void *result));

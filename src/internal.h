@@ -232,6 +232,8 @@ struct bl_sched {
     struct bl__post *post_head, *post_tail; /* taken, not yet spawned */
     ev_timer post_retry;       /* while a spawn for a post failed */
     int holds;                 /* bl_sched_hold() count (atomic) */
+    int callers;               /* other OS threads inside bl_sched_post()
+                                * or bl_sched_release() (atomic) */
     int hold_ref;              /* the loop is ev_ref()ed for the holds */
 };
 
@@ -308,6 +310,7 @@ struct bl__pool_job {
     int abandoned;               /* given up while fn ran (under the lock):
                                   * the worker calls abandon() when fn
                                   * returns */
+    int lookup;                  /* a name lookup: fork() waits for it */
     bl__pool_job *next;
 };
 

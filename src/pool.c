@@ -28,7 +28,7 @@ static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static bl__pool_job *queue_head, *queue_tail; /* jobs not yet started */
 static int nthreads, nidle;
 static int nqueued;     /* jobs in the queue */
-static int nbusy;       /* workers running a job, outside the lock */
+static int nlookups;    /* workers running a name lookup, outside the lock */
 static int forking;     /* in fork(): workers start no job */
 static int stopping;    /* the library is being unloaded: workers leave */
 /* The workers, joinable, so that pool_stop() can wait for them to be gone. */
@@ -36,7 +36,7 @@ static struct {
     pthread_t tid;
     unsigned char live, busy;
 } workers[BL_POOL_MAX_THREADS];
-static pthread_cond_t quiet = PTHREAD_COND_INITIALIZER;  /* nbusy fell to 0 */
+static pthread_cond_t quiet = PTHREAD_COND_INITIALIZER;  /* nlookups fell to 0 */
 /* Jobs queued or running, to find them when a scheduler goes away. */
 static bl__pool_job *running[BL_POOL_MAX_THREADS];
 
@@ -47,15 +47,16 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * consistent state; the child then starts over with no workers, and the
  * parent's jobs (queued, or running in workers that do not exist here) are
  * dropped: they belong to the parent's schedulers.
- * fork() also waits for the jobs that are running to end, and no job starts
- * meanwhile: a getaddrinfo() cut off by the fork would leave the resolver's
- * locks held in the child's copy of libc, and every lookup there would hang
- * on them. */
+ * fork() also waits for the name lookups that are running to end, and no
+ * job starts meanwhile: a getaddrinfo() cut off by the fork would leave the
+ * resolver's locks held in the child's copy of libc, and every lookup there
+ * would hang on them. It does not wait for bl_offload() jobs, which may run
+ * for any time, or fork themselves. */
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&lock);
     forking++;
-    while (nbusy > 0)
+    while (nlookups > 0)
         pthread_cond_wait(&quiet, &lock);
 }
 
@@ -72,7 +73,7 @@ static void atfork_child(void)
     pthread_cond_init(&work, NULL);
     pthread_cond_init(&quiet, NULL);
     queue_head = queue_tail = NULL;
-    nthreads = nidle = nqueued = nbusy = forking = 0;
+    nthreads = nidle = nqueued = nlookups = forking = 0;
     for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
         workers[i].live = workers[i].busy = 0;
     for (int i = 0; i < BL_POOL_MAX_THREADS; i++)
@@ -120,7 +121,8 @@ static void *worker(void *arg)
         while (running[slot] != NULL)
             slot++;
         running[slot] = job;
-        nbusy++;
+        int lookup = job->lookup;
+        nlookups += lookup;
         workers[me].busy = 1;
         pthread_mutex_unlock(&lock);
         job->fn(job->arg);
@@ -136,7 +138,7 @@ static void *worker(void *arg)
             pthread_mutex_lock(&lock);
         }
         workers[me].busy = 0;
-        if (--nbusy == 0 && forking)
+        if (lookup && --nlookups == 0 && forking)
             pthread_cond_broadcast(&quiet);
         running[slot] = NULL;
         finish(job);
@@ -291,6 +293,7 @@ int bl__pool_run(bl__pool_job *job, double timeout)
         abandon_now(job);
         return err;
     }
+    job->lookup = 1;
     if (submit(job, self))
         return 0;
     err = bl__park(self, "a blocking call on the pool", timeout);
@@ -403,10 +406,8 @@ int bl_offload_timeout(bl_func fn, void *arg, void **result, double timeout,
     struct offload *o = NULL;
     if (err == 0 && (o = calloc(1, sizeof *o)) == NULL)
         err = ENOMEM;
-    if (err != 0) {
-        errno = err;
-        return -1;
-    }
+    if (err != 0)
+        goto fail;
     o->job.fn = offload_run;
     o->job.arg = o;
     o->job.abandon = abandon != NULL ? offload_abandon : NULL;
@@ -417,10 +418,9 @@ int bl_offload_timeout(bl_func fn, void *arg, void **result, double timeout,
         err = bl__park(self, "bl_offload", timeout);
         if (err != 0) {
             switch (withdraw(&o->job, abandon != NULL)) {
-            case W_UNQUEUED:         /* fn never runs: fail, arg is yours */
+            case W_UNQUEUED:         /* fn never runs */
                 free(o);
-                errno = err;
-                return -1;
+                goto fail;
             case W_FINISHED:         /* fn returned: its result counts */
                 err = 0;
                 if (!o->job.done) {  /* the drain frees o */
@@ -445,6 +445,13 @@ int bl_offload_timeout(bl_func fn, void *arg, void **result, double timeout,
         *result = o->result;
     free(o);
     return 0;
+fail:
+    /* fn did not run: with an abandon function, arg goes to it all the
+     * same, so that every failure leaves arg to abandon(). */
+    if (abandon != NULL)
+        abandon(arg, NULL);
+    errno = err;
+    return -1;
 }
 
 int bl_offload(bl_func fn, void *arg, void **result)

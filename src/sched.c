@@ -27,6 +27,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -554,9 +555,11 @@ int bl_sched_run(bl_sched *s)
 #endif
     int rc = 0;
     for (;;) {
+        /* Holds first: a post made before the last release is then seen
+         * by the load of posts after it. */
+        hold_sync(s);
         if (__atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) != NULL)
             posts_take(s);
-        hold_sync(s);
         if (s->nlive == 0 && !s->hold_ref && s->post_head == NULL)
             break;
         if (s->ready_head == NULL && s->requeue == NULL) {
@@ -661,6 +664,10 @@ void bl_sched_free(bl_sched *s)
         ev_timer_stop(s->loop, &s->wake_poll);
     wake_stop(s);
     bl__pool_forget(s);    /* after this, no pool thread writes wake_fd */
+    /* Nor, once they have left, a bl_sched_release() or bl_sched_post()
+     * of another OS thread that made the last run return. */
+    while (__atomic_load_n(&s->callers, __ATOMIC_ACQUIRE) != 0)
+        sched_yield();
     wake_close(s);
     ev_loop_destroy(s->loop);
     bl__stack_cache_clear(&s->stacks);
@@ -1341,11 +1348,13 @@ int bl_sched_post(bl_sched *s, bl_func fn, void *arg)
         return -1;
     p->fn = fn;
     p->arg = arg;
+    __atomic_fetch_add(&s->callers, 1, __ATOMIC_SEQ_CST);
     p->next = __atomic_load_n(&s->posts, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(&s->posts, &p->next, p, 1,
                                         __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
         ;
     bl__sched_wake(s);
+    __atomic_fetch_sub(&s->callers, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -1365,9 +1374,14 @@ int bl_sched_release(bl_sched *s)
         errno = EINVAL;
         return -1;
     }
+    /* Counted in callers before the hold goes: once it has, s's thread may
+     * return from bl_sched_run() and free s, and bl_sched_free() waits for
+     * the wake-up below to be written. */
+    __atomic_fetch_add(&s->callers, 1, __ATOMIC_SEQ_CST);
     int n = __atomic_load_n(&s->holds, __ATOMIC_RELAXED);
     do {
         if (n <= 0) {
+            __atomic_fetch_sub(&s->callers, 1, __ATOMIC_RELEASE);
             errno = EINVAL;
             return -1;
         }
@@ -1375,5 +1389,6 @@ int bl_sched_release(bl_sched *s)
                                           __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
     if (n == 1)
         bl__sched_wake(s);  /* a loop waiting only for posts may return */
+    __atomic_fetch_sub(&s->callers, 1, __ATOMIC_RELEASE);
     return 0;
 }

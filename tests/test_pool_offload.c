@@ -253,10 +253,18 @@ static int abandoned;           /* atomic: abandon() calls */
 static intptr_t abandoned_result;
 static int abandoned_in_sched;
 
+static int abandoned_unrun;     /* abandon(arg, NULL) for jobs not run */
+
 static void abandon_job(void *arg, void *result)
 {
     job_arg *a = arg;
-    CHECK(a->ran);
+    if (!a->ran) {              /* in the caller's thread, at once */
+        CHECK(result == NULL);
+        CHECK(pthread_equal(pthread_self(), sched_tid));
+        abandoned_unrun++;
+        free(a);
+        return;
+    }
     abandoned_result = (intptr_t)result;
     if (pthread_equal(pthread_self(), sched_tid))
         abandoned_in_sched = 1;
@@ -313,6 +321,24 @@ static void *test_abandon(void *arg)
     CHECK_EQ_LL(abandoned_result, 41);
     CHECK(!abandoned_in_sched);
 
+    /* Failures where fn never ran hand arg to abandon() too, at once:
+     * timeout 0, a cancelled caller, and a job timed out in the queue. */
+    job_arg *u = calloc(1, sizeof *u);
+    CHECK(u != NULL);
+    CHECK_ERR(bl_offload_timeout(gated_job, u, NULL, 0, abandon_job),
+              ETIMEDOUT);
+    CHECK_EQ_LL(abandoned_unrun, 1);
+    fill();
+    call q = {.timeout = 0.05, .abandon = abandon_job, .heap = 1};
+    CHECK((q.hjob = calloc(1, sizeof *q.hjob)) != NULL);
+    t = bl_spawn(NULL, caller, &q);
+    CHECK(t != NULL);
+    CHECK(bl_join(t, NULL) == 0);
+    CHECK_EQ_LL(q.err, ETIMEDOUT);
+    CHECK_EQ_LL(abandoned_unrun, 2);
+    unfill();
+    CHECK_EQ_LL(__atomic_load_n(&abandoned, __ATOMIC_ACQUIRE), 2);
+
     /* A job that finished is not abandoned: the call succeeds. */
     call e = {.timeout = 10, .abandon = abandon_job, .heap = 1};
     CHECK((e.hjob = calloc(1, sizeof *e.hjob)) != NULL);
@@ -348,7 +374,8 @@ static void *test_finished(void *arg)
         while (!__atomic_load_n(&c.hjob->ran, __ATOMIC_ACQUIRE))
             if (core_now() - t0 > 20)
                 CORE_FAIL("the job did not run");
-        usleep(20000);              /* and for its worker to finish it */
+        /* and for its worker to finish it (far more than it takes) */
+        usleep(CORE_SLOW ? 500000 : 100000);
         CHECK(bl_cancel(t) == 0);
         CHECK(bl_join(t, NULL) == 0);
         CHECK_EQ_LL(c.rc, 0);
@@ -358,6 +385,29 @@ static void *test_finished(void *arg)
         CHECK_EQ_LL(__atomic_load_n(&abandoned, __ATOMIC_ACQUIRE), 2);
         free(c.hjob);
     }
+    return NULL;
+}
+
+/* ---- an offloaded function may fork ---- */
+
+static void *fork_job(void *arg)
+{
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(7);
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return (void *)(intptr_t)-1;
+    return (void *)(intptr_t)(WIFEXITED(status) ? WEXITSTATUS(status) : -2);
+}
+
+static void *test_fork(void *arg)
+{
+    (void)arg;
+    void *r = NULL;
+    CHECK(bl_offload(fork_job, NULL, &r) == 0);   /* hung before */
+    CHECK_EQ_LL((intptr_t)r, 7);
     return NULL;
 }
 
@@ -433,5 +483,6 @@ int main(void)
     core_run_green(test_abandon, NULL);
     core_run_green(test_finished, NULL);
     core_run_green(test_many, NULL);
+    core_run_green(test_fork, NULL);
     return 0;
 }
