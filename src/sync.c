@@ -405,6 +405,29 @@ int bl_chan_free(bl_chan *ch)
     return waitable_free(ch != NULL ? &ch->w : NULL);
 }
 
+/* Wait on o's queue until woken (bl_cond_wait(), bl_wg_wait()); o NULL is
+ * EINVAL. `done`: there is nothing to wait for (the call returns 0). */
+static int wait_on(waitable *o, int done, double timeout, const char *what)
+{
+    bl_thread *self = bl__self_or_eperm();
+    if (self == NULL)
+        return -1;
+    if (o == NULL || isnan(timeout))
+        return ret(-EINVAL);
+    if (self->flags & BL_F_CANCELLED)
+        return ret(-ECANCELED);
+    if (done)
+        return 0;
+    if (foreign_waiters(o))
+        return ret(-EXDEV);
+    if (timeout == 0)
+        return ret(-ETIMEDOUT);
+    waiter me;
+    me.msg = NULL;
+    return ret(waiter_wait(o, &o->q[0], &me, self, what,
+                           timeout_norm(timeout)));
+}
+
 /* ---- conditions ---- */
 
 struct bl_cond {
@@ -423,21 +446,7 @@ int bl_cond_wait(bl_cond *c)
 
 int bl_cond_wait_timeout(bl_cond *c, double timeout)
 {
-    bl_thread *self = bl__self_or_eperm();
-    if (self == NULL)
-        return -1;
-    if (c == NULL || isnan(timeout))
-        return ret(-EINVAL);
-    if (self->flags & BL_F_CANCELLED)
-        return ret(-ECANCELED);
-    if (foreign_waiters(&c->w))
-        return ret(-EXDEV);
-    if (timeout == 0)
-        return ret(-ETIMEDOUT);
-    waiter me;
-    me.msg = NULL;
-    return ret(waiter_wait(&c->w, &c->w.q[0], &me, self, "bl_cond_wait",
-                           timeout_norm(timeout)));
+    return wait_on(c != NULL ? &c->w : NULL, 0, timeout, "bl_cond_wait");
 }
 
 /* Wake up to `max` waiters of c; the number woken, or -1. */
@@ -514,23 +523,8 @@ int bl_wg_wait(bl_wg *wg)
 
 int bl_wg_wait_timeout(bl_wg *wg, double timeout)
 {
-    bl_thread *self = bl__self_or_eperm();
-    if (self == NULL)
-        return -1;
-    if (wg == NULL || isnan(timeout))
-        return ret(-EINVAL);
-    if (self->flags & BL_F_CANCELLED)
-        return ret(-ECANCELED);
-    if (wg->count == 0)
-        return 0;
-    if (foreign_waiters(&wg->w))
-        return ret(-EXDEV);
-    if (timeout == 0)
-        return ret(-ETIMEDOUT);
-    waiter me;
-    me.msg = NULL;
-    return ret(waiter_wait(&wg->w, &wg->w.q[0], &me, self, "bl_wg_wait",
-                           timeout_norm(timeout)));
+    return wait_on(wg != NULL ? &wg->w : NULL, wg != NULL && wg->count == 0,
+                   timeout, "bl_wg_wait");
 }
 
 int bl_wg_free(bl_wg *wg)
