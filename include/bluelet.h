@@ -581,17 +581,17 @@ BL_API int bl_wg_free(bl_wg *wg);
 /* ------------------------------------------------------------------------ */
 
 /* Run fn(arg) in a new detached green thread of s, from any OS thread:
- * thread-safe, unlike the rest of the API (except bl_sched_hold() and
- * bl_sched_release()). The thread is spawned by s's own OS thread, in the
- * order of the posts, at its next poll, or when bl_sched_run(s) is next
- * called; a running s wakes up for it. (A spawn that fails for want of
- * memory is retried.) Should s be freed first, the posted threads are
- * spawned cancelled during bl_sched_free(), so that fn can release arg
- * (its blocking calls fail with ECANCELED). bl_sched_free(s) waits for the
- * bl_sched_post() and bl_sched_release() calls on s under way in other OS
- * threads, but none may begin once it has (nor a bl_sched_hold()). Not
- * blocking. Returns 0, or -1 and sets errno: EINVAL
- * (s or fn NULL), ENOMEM. */
+ * thread-safe, unlike the rest of the API (except bl_sched_hold(),
+ * bl_sched_release() and bl_sched_stop()). The thread is spawned by s's
+ * own OS thread, in the order of the posts, at its next poll, or when
+ * bl_sched_run(s) is next called; a running s wakes up for it. (A spawn
+ * that fails for want of memory is retried.) Should s be freed first, or
+ * stopped (bl_sched_stop()), the posted threads are spawned cancelled, so
+ * that fn can release arg (its blocking calls fail with ECANCELED).
+ * bl_sched_free(s) waits for the bl_sched_post(), bl_sched_release() and
+ * bl_sched_stop() calls on s under way in other OS threads, but none may
+ * begin once it has (nor a bl_sched_hold()). Not blocking. Returns 0, or
+ * -1 and sets errno: EINVAL (s or fn NULL), ENOMEM. */
 BL_API int bl_sched_post(bl_sched *s, bl_func fn, void *arg);
 
 /* Keep bl_sched_run(s) running while s has no green thread, waiting for
@@ -603,6 +603,19 @@ BL_API int bl_sched_post(bl_sched *s, bl_func fn, void *arg);
  * Returns 0, or -1 with EINVAL (s NULL; for release also: s is not held). */
 BL_API int bl_sched_hold(bl_sched *s);
 BL_API int bl_sched_release(bl_sched *s);
+
+/* Stop s: cancel every green thread it has, as bl_cancel() does, so that
+ * their blocking calls fail with ECANCELED and they can release what they
+ * hold and return; threads spawned or posted from then on start cancelled,
+ * and holds are ignored. bl_sched_run(s) returns 0 once every thread has
+ * ended (a thread that keeps running without blocking, or a bl_offload()
+ * that waits for a running call, keeps it going until it ends). The stop
+ * lasts until that run returns; made while s is not running, it applies
+ * to its next run. Thread-safe and async-signal-safe: call it from any OS
+ * thread, from a green thread or from a signal handler (SIGTERM, SIGINT),
+ * but not once bl_sched_free(s) has begun (as bl_sched_post()). Not
+ * blocking. Returns 0, or -1 with EINVAL (s NULL). */
+BL_API int bl_sched_stop(bl_sched *s);
 
 /* Run fn(arg) on one of the library's OS threads (a small pool, shared with
  * name resolution) while the calling green thread waits and the others go

@@ -207,7 +207,9 @@ struct bl_sched {
     bl_thread **chunks;        /* thread slots, BL_SLOTS_PER_CHUNK each */
     size_t nchunks, chunks_cap;
     int running;               /* in bl_sched_run(); read by bl__foreign() */
-    int freeing;
+    int stopping;              /* cancel every thread, spawn cancelled,
+                                * ignore holds: in bl_sched_free(), and
+                                * in a run that took a bl_sched_stop() */
 #ifdef BL_ASAN
     void *main_stack_bottom;
     size_t main_stack_size;
@@ -232,8 +234,10 @@ struct bl_sched {
     struct bl__post *post_head, *post_tail; /* taken, not yet spawned */
     ev_timer post_retry;       /* while a spawn for a post failed */
     int holds;                 /* bl_sched_hold() count (atomic) */
-    int callers;               /* other OS threads inside bl_sched_post()
-                                * or bl_sched_release() (atomic) */
+    int callers;               /* other OS threads inside bl_sched_post(),
+                                * bl_sched_release() or bl_sched_stop()
+                                * (atomic) */
+    int stop_req;              /* bl_sched_stop() not yet taken (atomic) */
     int hold_ref;              /* the loop is ev_ref()ed for the holds */
 };
 

@@ -256,7 +256,7 @@ struct bl__post {
 /* Whether bl_sched_hold() keeps s running (not while it is being freed). */
 static int held(const bl_sched *s)
 {
-    return !s->freeing && __atomic_load_n(&s->holds, __ATOMIC_ACQUIRE) > 0;
+    return !s->stopping && __atomic_load_n(&s->holds, __ATOMIC_ACQUIRE) > 0;
 }
 
 /* Holds change in other OS threads; s's loop counts them as one active
@@ -534,6 +534,25 @@ static void main_stack_bounds(bl_sched *s)
 }
 #endif
 
+/* Cancel every live thread of s, and make those spawned from now on start
+ * cancelled, until the run ends (s's thread, outside green threads). */
+static void cancel_every(bl_sched *s)
+{
+    s->stopping = 1;
+    for (size_t c = 0; c < s->nchunks; c++)
+        for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++)
+            if (live(&s->chunks[c][i]))
+                bl_cancel(&s->chunks[c][i]);
+}
+
+/* Act on bl_sched_stop() calls, from the loop of bl_sched_run(). */
+static void stop_take(bl_sched *s)
+{
+    __atomic_store_n(&s->stop_req, 0, __ATOMIC_SEQ_CST);
+    if (!s->stopping)
+        cancel_every(s);
+}
+
 int bl_sched_run(bl_sched *s)
 {
     if (s == NULL) {
@@ -555,7 +574,11 @@ int bl_sched_run(bl_sched *s)
 #endif
     int rc = 0;
     for (;;) {
-        /* Holds first: a post made before the last release is then seen
+        /* A stop first: holds are then ignored, and the posts taken below
+         * start cancelled. */
+        if (BL_UNLIKELY(__atomic_load_n(&s->stop_req, __ATOMIC_SEQ_CST)))
+            stop_take(s);
+        /* Holds next: a post made before the last release is then seen
          * by the load of posts after it. */
         hold_sync(s);
         if (__atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) != NULL)
@@ -569,7 +592,8 @@ int bl_sched_run(bl_sched *s)
              * the top). */
             if (!ev_run(s->loop, EVRUN_ONCE) && s->ready_head == NULL &&
                 !held(s) &&
-                __atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) == NULL) {
+                __atomic_load_n(&s->posts, __ATOMIC_ACQUIRE) == NULL &&
+                !__atomic_load_n(&s->stop_req, __ATOMIC_SEQ_CST)) {
                 bl__report_deadlock(s);
                 rc = EDEADLK;
                 break;
@@ -597,6 +621,7 @@ int bl_sched_run(bl_sched *s)
     /* Threads that ended since the last pass may have left stacks here. */
     free_dead_stacks(s);
     s->current = NULL;
+    s->stopping = 0;            /* the stop, if any, is done */
     __atomic_store_n(&s->running, 0, __ATOMIC_RELEASE);
     bl__cur = NULL;
     bl__altstack_pop(alt);
@@ -628,11 +653,7 @@ void bl_sched_free(bl_sched *s)
         }
         /* Also makes the posted threads, spawned by the run below, start
          * cancelled, so that they can release their arguments. */
-        s->freeing = 1;
-        for (size_t c = 0; c < s->nchunks; c++)
-            for (int i = 0; i < BL_SLOTS_PER_CHUNK; i++)
-                if (live(&s->chunks[c][i]))
-                    bl_cancel(&s->chunks[c][i]);
+        cancel_every(s);
         if (bl_sched_run(s) < 0 && s->nlive > 0)
             fprintf(stderr, "bluelet: bl_sched_free: %zu green threads did "
                             "not end when cancelled; their stacks are "
@@ -763,7 +784,7 @@ spawn_init(bl_sched *s, bl_thread *t, bl__stack *st, bl_func fn, void *arg,
     st->valgrind_id = VALGRIND_STACK_REGISTER(st->base,
                                               st->base + bl__stack_span(st));
 #endif
-    t->flags = flags | (BL_UNLIKELY(s->freeing) ? BL_F_CANCELLED : 0);
+    t->flags = flags | (BL_UNLIKELY(s->stopping) ? BL_F_CANCELLED : 0);
     t->fn = fn;
     t->arg = arg;
     t->stack = st;
@@ -1389,6 +1410,21 @@ int bl_sched_release(bl_sched *s)
                                           __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
     if (n == 1)
         bl__sched_wake(s);  /* a loop waiting only for posts may return */
+    __atomic_fetch_sub(&s->callers, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Async-signal-safe as well as thread-safe: atomics (lock-free on int) and
+ * one write(), which keeps errno. */
+int bl_sched_stop(bl_sched *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    __atomic_fetch_add(&s->callers, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->stop_req, 1, __ATOMIC_SEQ_CST);
+    bl__sched_wake(s);
     __atomic_fetch_sub(&s->callers, 1, __ATOMIC_RELEASE);
     return 0;
 }
