@@ -28,6 +28,10 @@
  *     listening socket on the same port (SO_REUSEPORT): the kernel spreads
  *     the connections over them.
  *   - -b address listens on that address only (default: every address).
+ *   - SIGTERM or SIGINT stops the server: bl_sched_stop() cancels every
+ *     green thread of every scheduler, so each connection is closed (a
+ *     response under way is cut short), the runs return and httpd exits
+ *     with status 0. A second signal kills it at once.
  *
  * Files are read with read(2) on the scheduler's OS thread; for files in the
  * page cache that costs no more than a copy. A server for slow disks would
@@ -45,6 +49,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,8 +81,12 @@ static int verbose;
 /* One per OS thread. */
 struct worker {
     int lfd;
+    bl_sched *sched;
     pthread_t tid;
 };
+
+static struct worker workers[MAX_THREADS];
+static int nworkers;
 
 /* Per connection. */
 struct client {
@@ -806,17 +815,25 @@ static void *acceptor(void *arg)
     return NULL;
 }
 
-/* Each OS thread: a scheduler with one acceptor green thread. */
+/* Each OS thread runs its scheduler, with one acceptor green thread, until
+ * a signal stops it. */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    bl_sched *s = bl_sched_new();
-    if (s == NULL || bl_spawn(s, acceptor, w) == NULL || bl_sched_run(s) < 0) {
+    if (bl_spawn(w->sched, acceptor, w) == NULL || bl_sched_run(w->sched) < 0) {
         perror("httpd: scheduler");
         exit(1);
     }
-    bl_sched_free(s);
     return NULL;
+}
+
+/* SIGTERM, SIGINT. bl_sched_stop() is async-signal-safe (and thread-safe:
+ * the signal may come to any of our OS threads). */
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    for (int i = 0; i < nworkers; i++)
+        bl_sched_stop(workers[i].sched);
 }
 
 /* A non-blocking listening socket on addr:port with SO_REUSEPORT, so that
@@ -972,8 +989,8 @@ int main(int argc, char **argv)
 #endif
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    /* One listening socket per worker, all on the same port. */
-    static struct worker workers[MAX_THREADS];
+    /* One listening socket and one scheduler per worker, all on the same
+     * port. */
     for (int i = 0; i < nthreads; i++) {
         workers[i].lfd = open_listener(addr, port);
         if (workers[i].lfd < 0) {
@@ -982,7 +999,21 @@ int main(int argc, char **argv)
             return 1;
         }
         port = bound_port(workers[i].lfd);  /* port 0: the others follow */
+        if ((workers[i].sched = bl_sched_new()) == NULL) {
+            perror("httpd: bl_sched_new");
+            return 1;
+        }
     }
+    nworkers = nthreads;
+    /* Installed once every scheduler exists; SA_RESETHAND: a second signal
+     * kills. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     printf("httpd: serving %s on port %d with %d thread%s\n", root, port,
            nthreads, nthreads == 1 ? "" : "s");
 
@@ -993,5 +1024,15 @@ int main(int argc, char **argv)
         }
     }
     worker_main(&workers[0]);       /* the main thread is worker 0 */
+    for (int i = 1; i < nthreads; i++)
+        pthread_join(workers[i].tid, NULL);
+    /* No handler may touch a scheduler once it is being freed. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    for (int i = 0; i < nthreads; i++) {
+        bl_sched_free(workers[i].sched);
+        close(workers[i].lfd);
+    }
+    printf("httpd: stopped\n");
     return 0;
 }

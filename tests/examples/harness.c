@@ -363,6 +363,12 @@ int h_wait_exit(h_child *c, double timeout)
     return status;
 }
 
+void h_signal(h_child *c, int sig)
+{
+    h_check(!c->reaped, "signal %d to a child already reaped", sig);
+    kill(c->pid, sig);
+}
+
 void h_stop_server(h_child *c, const char *name)
 {
     int status;

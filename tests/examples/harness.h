@@ -71,6 +71,9 @@ int h_exited(h_child *c, int *status);
  * Returns the wait status. */
 int h_wait_exit(h_child *c, double timeout);
 
+/* Send sig to the child, which must not have been reaped. */
+void h_signal(h_child *c, int sig);
+
 /* Stop a server: fail if it has already exited (it must not die on its
  * own), else SIGTERM it (SIGKILL after 10 s) and reap it. */
 void h_stop_server(h_child *c, const char *name);

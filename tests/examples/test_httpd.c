@@ -16,6 +16,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -770,11 +771,53 @@ static void test_usage(void)
     h_ok("bad arguments give status 2, a missing root 1, -h 0");
 }
 
+/* SIGTERM stops httpd (bl_sched_stop() from its signal handler): with idle
+ * keep-alive connections open on both of its schedulers and no idle
+ * timeout to end them, it closes every one and exits with status 0. */
+static void test_stop(void)
+{
+    const char *args[] = {"-p", "0", "-t", "2", "-i", "0", rootdir, NULL};
+    h_child *srv = h_spawn(args, 1);
+    int saved = port;
+    port = h_wait_port(srv, 30);
+    enum { N = 6 };             /* SO_REUSEPORT spreads them over both */
+    struct hconn hc[N];
+    for (int i = 0; i < N; i++) {
+        hc_open(&hc[i]);
+        hc_send(&hc[i], "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        struct resp r;
+        h_check(hc_response(&hc[i], 0, &r) == 0 && r.status == 200,
+                "no response before the stop");
+        resp_free(&r);
+    }
+    hc_send(&hc[0], "GET /hel");    /* one of them mid-request */
+    int status;
+    h_check(!h_exited(srv, &status), "httpd -i 0 exited on its own");
+    h_signal(srv, SIGTERM);
+    status = h_wait_exit(srv, h_slow ? 60 : 10);
+    char *out = h_output(srv);
+    h_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "after SIGTERM: wait status 0x%x, expected exit 0; output:\n%s",
+            status, out);
+    h_check(strstr(out, "httpd: stopped") != NULL, "no \"stopped\" in:\n%s",
+            out);
+    free(out);
+    for (int i = 0; i < N; i++) {
+        hc[i].len = 0;
+        h_check(hc_closed(&hc[i], 5), "connection %d still open after the "
+                "stop", i);
+        hc_close(&hc[i]);
+    }
+    port = saved;
+    h_ok("SIGTERM closes %d idle connections and exits with status 0", N);
+}
+
 int main(int argc, char **argv)
 {
     h_init(argc, argv, 115);
     make_tree();
     test_usage();
+    test_stop();
 
     const char *args[] = {"-p", "0", "-t", "2", "-i", "1", "-v", rootdir, NULL};
     h_child *srv = h_spawn(args, 0);
