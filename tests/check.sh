@@ -8,12 +8,15 @@
 #   asan     gcc, AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan     gcc, ThreadSanitizer (green threads are TSan fibers); any
 #            report fails its test (TSan's exit status 66)
+#   valgrind gcc, the library built with BLUELET_VALGRIND and every test
+#            program under Valgrind's memcheck (BLUELET_TEST_VALGRIND; see
+#            tests/CMakeLists.txt for the few it cannot run)
 #   aarch64  cross build with aarch64-linux-gnu-gcc, every test under qemu-aarch64
 #   cmake318 gcc, configured, built and tested with CMake 3.18 (Debian 11's),
 #            the oldest CMakeLists.txt accepts, fetched by tests/cmake_min.sh;
 #            skipped (and said so) when it cannot be downloaded, unless
 #            BL_REQUIRE_CMAKE318 is set (CI sets it)
-# Usage: tests/check.sh [config...]   (default: all six)
+# Usage: tests/check.sh [config...]   (default: all seven)
 # Under qemu, -L / runs the binaries with the arm64 multiarch ld.so and libc
 # (libc6:arm64, pulled in by libev-dev:arm64): ld.so from the cross prefix
 # with that newer libc.so.6 spins in pthread_create.
@@ -24,7 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan tsan aarch64 cmake318)
+[ ${#configs[@]} -gt 0 ] || configs=(gcc clang asan tsan valgrind aarch64 cmake318)
 
 passed=0
 failed=0
@@ -92,6 +95,10 @@ for c in "${configs[@]}"; do
     tsan)
       run_config tsan -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
         -DBLUELET_TSAN=ON ;;
+    valgrind)
+      run_config valgrind -DCMAKE_C_COMPILER=gcc \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLUELET_VALGRIND=ON \
+        -DBLUELET_TEST_VALGRIND=ON ;;
     aarch64)
       run_config aarch64 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
@@ -113,7 +120,7 @@ for c in "${configs[@]}"; do
         failed=$((failed + 1)); failures+=("cmake318: tests/cmake_min.sh (exit $rc)")
       fi ;;
     *)
-      echo "unknown configuration: $c (gcc, clang, asan, tsan, aarch64, cmake318)" >&2
+      echo "unknown configuration: $c (gcc, clang, asan, tsan, valgrind, aarch64, cmake318)" >&2
       exit 2 ;;
   esac
 done

@@ -46,9 +46,9 @@
 #endif
 
 /* Heavy loops are scaled down under qemu (tests/CMakeLists.txt defines
- * CORE_EMULATED for every test when cross-compiling) and under ASan or
- * TSan. */
-#if defined(CORE_EMULATED)
+ * CORE_EMULATED for every test when cross-compiling), under Valgrind
+ * (CORE_VALGRIND, with BLUELET_TEST_VALGRIND) and under ASan or TSan. */
+#if defined(CORE_EMULATED) || defined(CORE_VALGRIND)
 #define CORE_SLOW 1
 #elif defined(CORE_ASAN) || defined(CORE_TSAN)
 #define CORE_SLOW 1

@@ -279,15 +279,21 @@ static void *poke(void *arg)
     return NULL;
 }
 
+/* What use_then_deadlock() leaves open, kept reachable for Valgrind's leak
+ * check at the child's exit (volatile: stores to statics that are never
+ * read would be dropped). */
+static bl_conn *volatile kept_c, *volatile kept_in;
+static bl_listener *volatile kept_l;
+
 static void *use_then_deadlock(void *arg)
 {
     bl_listener *l = arg;
-    bl_conn *c = bl_conn_new(sp[0]);
+    bl_conn *c = kept_c = bl_conn_new(sp[0]);
     CHECK(c != NULL);
     CHECK(bl_spawn(NULL, poke, NULL) != NULL);
     char buf[8];
     CHECK(bl_recv(c, buf, sizeof buf) == 1);     /* waited for the byte */
-    bl_conn *in = bl_accept(l);                  /* waits too */
+    bl_conn *in = kept_in = bl_accept(l);        /* waits too */
     CHECK(in != NULL);
     bl_spawn_opts o = {.size = sizeof o, .name = "gamma"};
     ta = bl_spawn_ex(NULL, join_other, &tb, &o);
@@ -300,7 +306,7 @@ static void *use_then_deadlock(void *arg)
 static int child_idle_watchers(void)
 {
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
-    bl_listener *l = bl_listen("127.0.0.1", 0, 4);
+    bl_listener *l = kept_l = bl_listen("127.0.0.1", 0, 4);
     CHECK(l != NULL);
     lport = bl_listener_port(l);
     bl_sched *s = bl_sched_new();

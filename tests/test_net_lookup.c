@@ -227,13 +227,23 @@ static void *cancels(void *arg)
  * pool's completion is drained between the wake-up and the return: the
  * finished lookup's result is then the cancelled caller's to free. */
 
+static int late_before;          /* results_out before late_cancel() */
+
 static void *hog_then_cancel(void *arg)
 {
     bl_thread *victim = arg;
+    /* Until the lookup (0.1 s, then the real one for "localhost", slow
+     * under Valgrind) has returned its result, and 0.2 s more for the pool
+     * thread to post its completion. */
     double t0 = core_now();
-    while (core_now() - t0 < 0.3)
+    while (__atomic_load_n(&results_out, __ATOMIC_SEQ_CST) == late_before ||
+           __atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) != 0) {
+        if (core_now() - t0 > 30)
+            CORE_FAIL("the lookup did not end within 30 s");
+    }
+    t0 = core_now();
+    while (core_now() - t0 < 0.2)
         ;
-    CHECK(__atomic_load_n(&lookups_running, __ATOMIC_SEQ_CST) == 0);
     CHECK(bl_cancel(victim) == 0);
     /* Poll now, while the victim is woken but has not run. */
     CHECK(bl_sleep(0) == 0);
@@ -244,7 +254,7 @@ static void *late_cancel(void *arg)
 {
     (void)arg;
     slow_delay = 0.1;
-    int before = __atomic_load_n(&results_out, __ATOMIC_SEQ_CST);
+    int before = late_before = __atomic_load_n(&results_out, __ATOMIC_SEQ_CST);
     bl_thread *v = bl_spawn(NULL, cancelled_victim, NULL);
     CHECK(v != NULL);
     CHECK(bl_yield() == 0); /* v starts its lookup and parks */
