@@ -30,8 +30,9 @@
  *   - -b address listens on that address only (default: every address).
  *   - SIGTERM or SIGINT stops the server: bl_sched_stop() cancels every
  *     green thread of every scheduler, so each connection is closed (a
- *     response under way is cut short), the runs return and httpd exits
- *     with status 0. A second signal kills it at once.
+ *     response under way is cut short), the runs return and httpd says how
+ *     many connections it closed and exits with status 0. A second signal
+ *     kills it at once.
  *
  * Files are read with read(2) on the scheduler's OS thread; for files in the
  * page cache that costs no more than a copy. A server for slow disks would
@@ -87,6 +88,8 @@ struct worker {
 
 static struct worker workers[MAX_THREADS];
 static int nworkers;
+static volatile sig_atomic_t stopping;  /* SIGTERM or SIGINT came */
+static int closed_at_stop;      /* connections ended since (atomic) */
 
 /* Per connection. */
 struct client {
@@ -772,6 +775,8 @@ static void *connection(void *arg)
     }
     bl_close(c);
     free(cl);
+    if (stopping)
+        __atomic_fetch_add(&closed_at_stop, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -828,10 +833,13 @@ static void *worker_main(void *arg)
 }
 
 /* SIGTERM, SIGINT. bl_sched_stop() is async-signal-safe (and thread-safe:
- * the signal may come to any of our OS threads). */
+ * the signal may come to any of our OS threads); so is signal(). */
 static void on_stop_signal(int sig)
 {
     (void)sig;
+    signal(SIGTERM, SIG_DFL);   /* the next one of either kills */
+    signal(SIGINT, SIG_DFL);
+    stopping = 1;
     for (int i = 0; i < nworkers; i++)
         bl_sched_stop(workers[i].sched);
 }
@@ -1005,13 +1013,14 @@ int main(int argc, char **argv)
         }
     }
     nworkers = nthreads;
-    /* Installed once every scheduler exists; SA_RESETHAND: a second signal
-     * kills. */
+    /* Installed once every scheduler exists. Each signal blocks the other
+     * while the handler runs. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     printf("httpd: serving %s on port %d with %d thread%s\n", root, port,
@@ -1033,6 +1042,7 @@ int main(int argc, char **argv)
         bl_sched_free(workers[i].sched);
         close(workers[i].lfd);
     }
-    printf("httpd: stopped\n");
+    printf("httpd: stopped; %d connection%s closed\n", closed_at_stop,
+           closed_at_stop == 1 ? "" : "s");
     return 0;
 }

@@ -596,7 +596,8 @@ BL_API int bl_sched_post(bl_sched *s, bl_func fn, void *arg);
 
 /* Keep bl_sched_run(s) running while s has no green thread, waiting for
  * posts, instead of returning 0; and keep it from reporting EDEADLK while
- * its threads wait for something only a post could bring. Take the hold
+ * its threads wait for something only a post could bring (a stop,
+ * bl_sched_stop(), overrides holds). Take the hold
  * before bl_sched_run(s) starts, or while s still has green threads: one
  * taken after the run found none left comes too late to keep it. Holds
  * are counted; bl_sched_release() drops one. From any OS thread.
@@ -608,13 +609,17 @@ BL_API int bl_sched_release(bl_sched *s);
  * their blocking calls fail with ECANCELED and they can release what they
  * hold and return; threads spawned or posted from then on start cancelled,
  * and holds are ignored. bl_sched_run(s) returns 0 once every thread has
- * ended (a thread that keeps running without blocking, or a bl_offload()
- * that waits for a running call, keeps it going until it ends). The stop
- * lasts until that run returns; made while s is not running, it applies
- * to its next run. Thread-safe and async-signal-safe: call it from any OS
- * thread, from a green thread or from a signal handler (SIGTERM, SIGINT),
- * but not once bl_sched_free(s) has begun (as bl_sched_post()). Not
- * blocking. Returns 0, or -1 with EINVAL (s NULL). */
+ * ended (a thread that keeps running without blocking, a bl_offload()
+ * that waits for a running call, or posts that keep coming keep it going).
+ * The stop takes effect at s's next poll for events: at once when s is
+ * blocked in one, within a round of its ready queue when it is busy (a
+ * green thread of s that stops it and must see the effect at once calls
+ * bl_sleep(0) next). It lasts until that run returns (stops made during
+ * it end with it); made while s is not running, it applies to the next
+ * run. Thread-safe and async-signal-safe: call it from any OS thread, from
+ * a green thread or from a signal handler (SIGTERM, SIGINT), but not once
+ * bl_sched_free(s) has begun (as bl_sched_post()). Not blocking. Returns
+ * 0, or -1 with EINVAL (s NULL). */
 BL_API int bl_sched_stop(bl_sched *s);
 
 /* Run fn(arg) on one of the library's OS threads (a small pool, shared with

@@ -244,6 +244,7 @@ const char *bl_version(void)
  * so that a job finished after the drain began writes again. */
 
 static void posts_take(bl_sched *s);
+static void stop_take(bl_sched *s);
 static void post_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* A green thread to spawn, posted from another OS thread. */
@@ -280,6 +281,9 @@ static void hold_sync(bl_sched *s)
  * wake-up pending (and wrote none) pushed before this load. */
 static void wake_drain(bl_sched *s)
 {
+    /* A stop first: the threads this poll woke run cancelled. */
+    if (BL_UNLIKELY(__atomic_load_n(&s->stop_req, __ATOMIC_SEQ_CST)))
+        stop_take(s);
     bl__pool_drain(s);
     if (__atomic_load_n(&s->posts, __ATOMIC_SEQ_CST) != NULL)
         posts_take(s);
@@ -621,6 +625,9 @@ int bl_sched_run(bl_sched *s)
     /* Threads that ended since the last pass may have left stacks here. */
     free_dead_stacks(s);
     s->current = NULL;
+    /* Stops made during a stopped run end with it. */
+    if (s->stopping)
+        __atomic_store_n(&s->stop_req, 0, __ATOMIC_SEQ_CST);
     s->stopping = 0;            /* the stop, if any, is done */
     __atomic_store_n(&s->running, 0, __ATOMIC_RELEASE);
     bl__cur = NULL;
@@ -1313,7 +1320,11 @@ int bl_wait_fd(int fd, int events, double timeout)
 static void posts_take(bl_sched *s)
 {
     struct bl__post *p = __atomic_exchange_n(&s->posts, NULL,
-                                             __ATOMIC_ACQUIRE);
+                                             __ATOMIC_SEQ_CST);
+    /* A stop made before these posts (by their poster, say) is taken
+     * before they are spawned, also here in a wake-up callback. */
+    if (BL_UNLIKELY(__atomic_load_n(&s->stop_req, __ATOMIC_SEQ_CST)))
+        stop_take(s);
     struct bl__post *oldest = NULL;
     while (p != NULL) {         /* newest first: reverse */
         struct bl__post *next = p->next;

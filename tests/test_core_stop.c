@@ -138,17 +138,26 @@ static void test_server(void)
  * thread or by a signal handler ---- */
 
 static bl_sched *idle_sched;
-static int idle_cancelled;
+static int idle_cancelled, idle_posted_cancelled;
 static int idle_asleep;         /* atomic: the sleeper is about to block */
+static volatile sig_atomic_t handler_ran, handler_failed, handler_errno;
 
 static void on_usr1(int sig)
 {
     (void)sig;
-    int e = errno;
+    errno = EILSEQ;             /* must come back as it was */
     if (bl_sched_stop(idle_sched) != 0)
-        netb_say("FAIL: bl_sched_stop in a signal handler\n");
-    if (errno != e)
-        netb_say("FAIL: bl_sched_stop changed errno\n");
+        handler_failed = 1;
+    handler_errno = errno;
+    handler_ran = 1;
+}
+
+static void *idle_posted(void *arg)
+{
+    (void)arg;
+    if (bl_cancelled())
+        idle_posted_cancelled++;
+    return NULL;
 }
 
 static void *idle_sleeper(void *arg)
@@ -171,10 +180,14 @@ static void *idle_stopper(void *p)
     while (!__atomic_load_n(&idle_asleep, __ATOMIC_ACQUIRE))
         core_pause(0.001);
     core_pause(0.05);           /* the scheduler blocks in its poll */
-    if (a->by_signal)
+    if (a->by_signal) {
         CHECK(pthread_kill(a->target, SIGUSR1) == 0);
-    else
+    } else {
         CHECK(bl_sched_stop(idle_sched) == 0);
+        /* Posted after the stop: starts cancelled, even when the stop's
+         * wake-up takes the post in the same poll. */
+        CHECK(bl_sched_post(idle_sched, idle_posted, NULL) == 0);
+    }
     return NULL;
 }
 
@@ -188,7 +201,8 @@ static void test_idle(int by_signal)
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
     idle_sched = bl_sched_new();
     CHECK(idle_sched != NULL);
-    idle_asleep = idle_cancelled = 0;
+    idle_asleep = idle_cancelled = idle_posted_cancelled = 0;
+    handler_ran = handler_failed = handler_errno = 0;
     CHECK(bl_spawn(idle_sched, idle_sleeper, NULL) != NULL);
     stopper_arg a = {pthread_self(), by_signal};
     pthread_t tid;
@@ -196,6 +210,13 @@ static void test_idle(int by_signal)
     CHECK(bl_sched_run(idle_sched) == 0);
     CHECK(pthread_join(tid, NULL) == 0);
     CHECK_EQ_LL(idle_cancelled, 1);
+    if (by_signal) {
+        CHECK(handler_ran);
+        CHECK(!handler_failed);
+        CHECK_EQ_LL(handler_errno, EILSEQ);
+    } else {
+        CHECK_EQ_LL(idle_posted_cancelled, 1);
+    }
     bl_sched_free(idle_sched);
     signal(SIGUSR1, SIG_DFL);
 }
