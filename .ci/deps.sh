@@ -21,7 +21,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config clang gdb gdb-multiarch libev-dev \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libev-dev:arm64 \
-  curl netcat-openbsd abigail-tools valgrind >/dev/null
+  curl netcat-openbsd abigail-tools valgrind groff-base >/dev/null
 # Optional benchmark peers; the build skips what is missing.
 $SUDO apt-get install -y -qq --no-install-recommends \
   g++ libboost-context-dev wrk nginx-light gnuplot-nox >/dev/null 2>&1 || true

@@ -5,7 +5,8 @@
 # with DESTDIR), then builds and runs tests/install/consumer.c three ways:
 # pkg-config (shared), pkg-config --static (libbluelet.a) and a CMake project
 # using find_package(bluelet); also checks the install components and a
-# package without libbluelet.a. BL_STATIC_BUILT=0: the build has no
+# package without libbluelet.a, and that the man pages and their alias pages
+# are installed and found by man. BL_STATIC_BUILT=0: the build has no
 # libbluelet.a (BLUELET_BUILD_STATIC=OFF). Any failing step fails the test.
 set -eu
 static=${BL_STATIC_BUILT:-1}
@@ -37,6 +38,38 @@ done
 [ -L "$libdir/libbluelet.so" ] || fail "libbluelet.so is not a symlink"
 grep -qx "prefix=$prefix" "$pc" || fail "bluelet.pc does not name the prefix installed to: $(head -1 "$pc")"
 
+step "man pages"
+page=$(find "$prefix" -path '*/man3/bl_sched.3')
+[ -n "$page" ] || fail "no man page bl_sched.3 installed"
+mandir=$(dirname "$(dirname "$page")")
+[ -f "$mandir/man7/bluelet.7" ] || fail "not installed: $mandir/man7/bluelet.7"
+[ "$(cat "$mandir/man3/bl_sched_new.3")" = ".so man3/bl_sched.3" ] ||
+    fail "alias page bl_sched_new.3 does not hold '.so man3/bl_sched.3'"
+for f in "$mandir"/man[1-9]/*; do
+    so=$(sed -n '1s/^\.so //p' "$f")
+    [ -z "$so" ] || [ -f "$mandir/$so" ] ||
+        fail "alias page $f refers to $so, which is not installed"
+done
+# man itself, where it works (man-db follows the .so of an alias page).
+if command -v man >/dev/null 2>&1 &&
+   man -M "$mandir" -w bl_sched >/dev/null 2>&1; then
+    for n in bl_sched_new:bl_sched.3 bl_send:bl_recv.3 libbluelet:bluelet.7; do
+        name=${n%%:*} target=${n#*:}
+        w=$(man -M "$mandir" -w "$name" 2>&1) || fail "man -w $name: $w"
+        case $w in
+            "$mandir"/man[1-9]/"$target"|"$mandir"/man[1-9]/"$name".[1-9]) ;;
+            *) fail "man -w $name finds $w, not $target or its alias" ;;
+        esac
+        MANWIDTH=80 man -M "$mandir" "$name" >"$work/man.txt" 2>&1 ||
+            { cat "$work/man.txt"; fail "man $name"; }
+        # The heading of the page shown: "bl_recv(3)  libbluelet Manual ..."
+        grep -q "^${target%.*}(${target##*.})[[:space:]].*libbluelet Manual" "$work/man.txt" ||
+            { head -3 "$work/man.txt"; fail "man $name does not show $target"; }
+    done
+else
+    echo "(man is not usable here: pages checked as files only)"
+fi
+
 if [ "$static" != 1 ] && [ -e "$libdir/libbluelet.a" ]; then
     fail "libbluelet.a installed although BLUELET_BUILD_STATIC is off"
 fi
@@ -46,7 +79,7 @@ step "components: Runtime has the shared library only"
     cat "$work/rt.log"; fail "install --component Runtime"; }
 rt=$(cd "$work/rt" && find . ! -type d | sort | tr '\n' ' ')
 case "$rt" in
-    *bluelet.h*|*libbluelet.a*|*.pc*|*cmake*|*"libbluelet.so "*)
+    *bluelet.h*|*libbluelet.a*|*.pc*|*cmake*|*"libbluelet.so "*|*/man[1-9]/*)
         fail "Runtime holds development files: $rt" ;;
     *libbluelet.so.1*) ;;
     *) fail "Runtime lacks libbluelet.so.1: $rt" ;;
@@ -56,6 +89,8 @@ step "DESTDIR staged install"
 DESTDIR=$work/stage "$cmake" --install "$build" --prefix /usr/local >"$work/stage.log" || {
     cat "$work/stage.log"; fail "staged install"; }
 [ -e "$work/stage/usr/local/include/bluelet.h" ] || fail "DESTDIR not honoured"
+[ -e "$work/stage/usr/local/${mandir#"$prefix"/}/man3/bl_sched_new.3" ] ||
+    fail "DESTDIR not honoured for the man pages"
 spc=$(find "$work/stage" -name bluelet.pc)
 grep -qx "prefix=/usr/local" "$spc" || fail "staged bluelet.pc: $(head -1 "$spc")"
 if grep -rq "$work/stage" "$work/stage" 2>/dev/null; then
