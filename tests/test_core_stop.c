@@ -138,7 +138,7 @@ static void test_server(void)
  * thread or by a signal handler ---- */
 
 static bl_sched *idle_sched;
-static int idle_cancelled, idle_posted_cancelled;
+static int idle_cancelled, idle_posted_ran, idle_posted_cancelled;
 static int idle_asleep;         /* atomic: the sleeper is about to block */
 static volatile sig_atomic_t handler_ran, handler_failed, handler_errno;
 
@@ -155,6 +155,7 @@ static void on_usr1(int sig)
 static void *idle_posted(void *arg)
 {
     (void)arg;
+    idle_posted_ran++;
     if (bl_cancelled())
         idle_posted_cancelled++;
     return NULL;
@@ -201,7 +202,7 @@ static void test_idle(int by_signal)
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
     idle_sched = bl_sched_new();
     CHECK(idle_sched != NULL);
-    idle_asleep = idle_cancelled = idle_posted_cancelled = 0;
+    idle_asleep = idle_cancelled = idle_posted_ran = idle_posted_cancelled = 0;
     handler_ran = handler_failed = handler_errno = 0;
     CHECK(bl_spawn(idle_sched, idle_sleeper, NULL) != NULL);
     stopper_arg a = {pthread_self(), by_signal};
@@ -214,10 +215,14 @@ static void test_idle(int by_signal)
         CHECK(handler_ran);
         CHECK(!handler_failed);
         CHECK_EQ_LL(handler_errno, EILSEQ);
-    } else {
+    }
+    /* The post ran cancelled: in the stopped run, or, when it came after
+     * that run had ended, in bl_sched_free(). */
+    bl_sched_free(idle_sched);
+    if (!by_signal) {
+        CHECK_EQ_LL(idle_posted_ran, 1);
         CHECK_EQ_LL(idle_posted_cancelled, 1);
     }
-    bl_sched_free(idle_sched);
     signal(SIGUSR1, SIG_DFL);
 }
 
