@@ -145,11 +145,13 @@ static volatile sig_atomic_t handler_ran, handler_failed, handler_errno;
 static void on_usr1(int sig)
 {
     (void)sig;
-    errno = EILSEQ;             /* must come back as it was */
+    int saved = errno;          /* a handler must leave errno as it was */
+    errno = EILSEQ;             /* bl_sched_stop() must too */
     if (bl_sched_stop(idle_sched) != 0)
         handler_failed = 1;
     handler_errno = errno;
     handler_ran = 1;
+    errno = saved;
 }
 
 static void *idle_posted(void *arg)
