@@ -41,10 +41,10 @@ fail() { echo "FAIL: $*"; nfail=$((nfail + 1)); }
 # The header: statements (functions with their names, the rest), #defines,
 # every bl_/BL_ identifier of the code, and the E... words of the comment
 # before each function.
-awk -v out="$tmp" '
+# norm(s): one space between two identifier characters where there was
+# white space, none elsewhere; shared by the header's and the pages' awk.
+norm_awk='
 function norm(s,    i, c, o, sp, last) {
-    # One space between two identifier characters where there was white
-    # space, none elsewhere.
     o = ""; sp = 0; last = ""
     for (i = 1; i <= length(s); i++) {
         c = substr(s, i, 1)
@@ -54,6 +54,8 @@ function norm(s,    i, c, o, sp, last) {
     }
     return o
 }
+'
+awk -v out="$tmp" "$norm_awk"'
 function idents(s,    t) {
     while (match(s, /[A-Za-z_][A-Za-z0-9_]*/)) {
         t = substr(s, RSTART, RLENGTH)
@@ -289,17 +291,7 @@ for p in "$pages"/*.[1-9]; do
 
     # SYNOPSIS: every statement one of the header's, the functions those of
     # NAME.
-    awk -v base="$base" -v tmp="$tmp" '
-    function norm(s,    i, c, o, sp, last) {
-        o = ""; sp = 0; last = ""
-        for (i = 1; i <= length(s); i++) {
-            c = substr(s, i, 1)
-            if (c ~ /[ \t\n\r]/) { sp = 1; continue }
-            if (sp && last ~ /[A-Za-z0-9_]/ && c ~ /[A-Za-z0-9_]/) o = o " "
-            o = o c; last = c; sp = 0
-        }
-        return o
-    }
+    awk -v base="$base" -v tmp="$tmp" "$norm_awk"'
     function squeeze(s) { gsub(/[ \t\n]+/, " ", s); sub(/^ /, "", s); sub(/ $/, "", s); return s }
     BEGIN {
         FS = "\t"
