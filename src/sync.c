@@ -275,16 +275,28 @@ bl_chan *bl_chan_new(size_t elem_size, size_t capacity)
     return ch;
 }
 
+/* The checks every channel call starts with, in the order the errors are
+ * reported: EPERM outside green threads, EINVAL, ECANCELED. Returns 0 and
+ * sets *self, or -errno. */
+static inline __attribute__((always_inline)) int
+chan_enter(bl_chan *ch, const void *elem, double timeout, bl_thread **self)
+{
+    if ((*self = bl__self_or_eperm()) == NULL)
+        return -EPERM;
+    if (BL_UNLIKELY(ch == NULL || elem == NULL || isnan(timeout)))
+        return -EINVAL;
+    if (BL_UNLIKELY((*self)->flags & BL_F_CANCELLED))
+        return -ECANCELED;
+    return 0;
+}
+
 static inline __attribute__((always_inline)) int
 chan_send(bl_chan *ch, const void *elem, double timeout)
 {
-    bl_thread *self = bl__self_or_eperm();
-    if (self == NULL)
-        return -1;
-    if (BL_UNLIKELY(ch == NULL || elem == NULL || isnan(timeout)))
-        return ret(-EINVAL);
-    if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
-        return ret(-ECANCELED);
+    bl_thread *self;
+    int e = chan_enter(ch, elem, timeout, &self);
+    if (BL_UNLIKELY(e != 0))
+        return ret(e);
     if (BL_UNLIKELY(ch->closed))
         return ret(-EPIPE);
     if (foreign_waiters(&ch->w))
@@ -324,13 +336,10 @@ int bl_chan_send_timeout(bl_chan *ch, const void *elem, double timeout)
 static inline __attribute__((always_inline)) int
 chan_recv(bl_chan *ch, void *elem, double timeout)
 {
-    bl_thread *self = bl__self_or_eperm();
-    if (self == NULL)
-        return -1;
-    if (BL_UNLIKELY(ch == NULL || elem == NULL || isnan(timeout)))
-        return ret(-EINVAL);
-    if (BL_UNLIKELY(self->flags & BL_F_CANCELLED))
-        return ret(-ECANCELED);
+    bl_thread *self;
+    int e = chan_enter(ch, elem, timeout, &self);
+    if (BL_UNLIKELY(e != 0))
+        return ret(e);
     if (foreign_waiters(&ch->w))
         return ret(-EXDEV);
     waiter *w;
